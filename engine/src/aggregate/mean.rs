@@ -1,0 +1,78 @@
+//! `mean(column)`: per-group arithmetic mean as `Float64`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, ArrowPrimitiveType, Float64Array};
+use arrow_buffer::NullBuffer;
+use arrow_schema::DataType;
+
+use super::numeric::{dispatch_numeric, is_numeric, visit, Widen};
+use super::{AggregateFunction, GroupsAccumulator};
+
+/// The mean of a numeric column per group.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mean;
+
+impl AggregateFunction for Mean {
+    fn name(&self) -> &str {
+        "mean"
+    }
+
+    fn return_type(&self, input: Option<&DataType>) -> Result<DataType, String> {
+        match input {
+            Some(dt) if is_numeric(dt) => Ok(DataType::Float64),
+            Some(dt) => Err(format!("mean needs a numeric column, not {dt}")),
+            None => Err("mean needs an input column".into()),
+        }
+    }
+
+    fn accumulator(&self, input: Option<&DataType>) -> Box<dyn GroupsAccumulator> {
+        dispatch_numeric!(input.expect("checked"), T => Box::new(MeanAcc::<T> {
+            sums: Vec::new(),
+            counts: Vec::new(),
+            _type: PhantomData,
+        }), _ => unreachable!("checked by return_type"))
+    }
+}
+
+struct MeanAcc<T> {
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> GroupsAccumulator for MeanAcc<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: Widen<f64>,
+{
+    fn update(&mut self, values: Option<&ArrayRef>, rows: Option<&[u32]>, groups: &[u32], n: usize) {
+        self.sums.resize(n, 0.0);
+        self.counts.resize(n, 0);
+        let values = values.expect("mean has an input").as_primitive::<T>();
+        let (sums, counts) = (&mut self.sums[..], &mut self.counts[..]);
+        visit(values, rows, groups, |g, v| {
+            sums[g] += v.widen();
+            counts[g] += 1;
+        });
+    }
+
+    fn evaluate(&mut self) -> ArrayRef {
+        let sums = std::mem::take(&mut self.sums);
+        let counts = std::mem::take(&mut self.counts);
+        let nulls = NullBuffer::from_iter(counts.iter().map(|&c| c > 0));
+        let means: Vec<f64> = sums
+            .iter()
+            .zip(&counts)
+            .map(|(&s, &c)| if c > 0 { s / c as f64 } else { 0.0 })
+            .collect();
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        Arc::new(Float64Array::new(means.into(), nulls))
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * 8 + self.counts.capacity() * 8
+    }
+}

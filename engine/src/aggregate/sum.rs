@@ -1,0 +1,98 @@
+//! `sum(column)`: per-group sums, widened to 64 bits.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, PrimitiveArray};
+use arrow_buffer::NullBuffer;
+use arrow_schema::DataType;
+
+use super::numeric::{is_numeric, visit, Widen};
+use super::{AggregateFunction, GroupsAccumulator};
+
+/// Sums a numeric column per group.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sum;
+
+impl AggregateFunction for Sum {
+    fn name(&self) -> &str {
+        "sum"
+    }
+
+    fn return_type(&self, input: Option<&DataType>) -> Result<DataType, String> {
+        match input {
+            Some(dt) if dt.is_signed_integer() => Ok(DataType::Int64),
+            Some(dt) if dt.is_unsigned_integer() => Ok(DataType::UInt64),
+            Some(dt) if is_numeric(dt) => Ok(DataType::Float64),
+            Some(dt) => Err(format!("sum needs a numeric column, not {dt}")),
+            None => Err("sum needs an input column".into()),
+        }
+    }
+
+    fn accumulator(&self, input: Option<&DataType>) -> Box<dyn GroupsAccumulator> {
+        match input.expect("checked by return_type") {
+            DataType::Int8 => acc::<Int8Type, Int64Type>(),
+            DataType::Int16 => acc::<Int16Type, Int64Type>(),
+            DataType::Int32 => acc::<Int32Type, Int64Type>(),
+            DataType::Int64 => acc::<Int64Type, Int64Type>(),
+            DataType::UInt8 => acc::<UInt8Type, UInt64Type>(),
+            DataType::UInt16 => acc::<UInt16Type, UInt64Type>(),
+            DataType::UInt32 => acc::<UInt32Type, UInt64Type>(),
+            DataType::UInt64 => acc::<UInt64Type, UInt64Type>(),
+            DataType::Float32 => acc::<Float32Type, Float64Type>(),
+            DataType::Float64 => acc::<Float64Type, Float64Type>(),
+            dt => unreachable!("sum over {dt} was refused by return_type"),
+        }
+    }
+}
+
+fn acc<T, O>() -> Box<dyn GroupsAccumulator>
+where
+    T: ArrowPrimitiveType,
+    O: ArrowPrimitiveType,
+    T::Native: Widen<O::Native>,
+{
+    Box::new(SumAcc::<T, O> {
+        sums: Vec::new(),
+        seen: Vec::new(),
+        _types: PhantomData,
+    })
+}
+
+struct SumAcc<T: ArrowPrimitiveType, O: ArrowPrimitiveType> {
+    sums: Vec<O::Native>,
+    /// Whether a group saw a non-null value; a group of only nulls sums to null.
+    seen: Vec<bool>,
+    _types: PhantomData<fn() -> T>,
+}
+
+impl<T, O> GroupsAccumulator for SumAcc<T, O>
+where
+    T: ArrowPrimitiveType,
+    O: ArrowPrimitiveType,
+    T::Native: Widen<O::Native>,
+{
+    fn update(&mut self, values: Option<&ArrayRef>, rows: Option<&[u32]>, groups: &[u32], n: usize) {
+        self.sums.resize(n, O::Native::default());
+        self.seen.resize(n, false);
+        let values = values.expect("sum has an input").as_primitive::<T>();
+        let (sums, seen) = (&mut self.sums[..], &mut self.seen[..]);
+        visit(values, rows, groups, |g, v| {
+            sums[g] = sums[g].add_wrapping(v.widen());
+            seen[g] = true;
+        });
+    }
+
+    fn evaluate(&mut self) -> ArrayRef {
+        let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        let sums = std::mem::take(&mut self.sums);
+        Arc::new(PrimitiveArray::<O>::new(sums.into(), nulls))
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<O::Native>() + self.seen.capacity()
+    }
+}

@@ -1,0 +1,43 @@
+//! The engine's one error type.
+//!
+//! Variants are named after who has to act: [`EngineError::Plan`] is the caller's mistake (a
+//! missing column, a wrong type) and is returned before any data flows; [`EngineError::Execution`]
+//! and [`EngineError::WorkerPanicked`] happen while a job runs; [`EngineError::Sink`] comes from
+//! the code that consumes results; [`EngineError::Internal`] is a bug in weir.
+
+use arrow_schema::ArrowError;
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The job does not fit the data: the message names the column and what is wrong with it.
+    #[error("plan error: {0}")]
+    Plan(String),
+    /// A job could not continue.
+    #[error("execution error: {0}")]
+    Execution(String),
+    /// A partition worker panicked; the job was stopped.
+    #[error("partition worker {worker} panicked: {message}")]
+    WorkerPanicked {
+        /// Index of the worker.
+        worker: usize,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// The job was stopped (a worker failed or the job was dropped) while data was still pushed.
+    #[error("the job has stopped and accepts no more input")]
+    Closed,
+    /// The result sink refused a batch.
+    #[error("result sink failed: {0}")]
+    Sink(Box<dyn std::error::Error + Send + Sync>),
+    /// An Arrow kernel failed.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    /// A bug in weir.
+    #[error("internal error (a bug in weir, please report it): {0}")]
+    Internal(String),
+}

@@ -1,0 +1,597 @@
+//! The library face of the engine: build a job, start it, push batches, take results.
+//!
+//! ```text
+//!  Input 0 ──push──▶ slice at watermark steps ─▶ partition by key hash ─┬─▶ worker 0 ─┐
+//!  Input 1 ──push──▶        (per input)                                  ├─▶ worker 1 ─┼─▶ collector ─▶ ResultSink
+//!    …                                                                   └─▶ worker P ─┘   (ordered)     or channel
+//! ```
+//!
+//! An [`Input`] is owned by one pushing thread; a job has as many as it was built with
+//! ([`JobBuilder::inputs`]), each with its own watermark. Pushing partitions the batch on the
+//! caller's thread and blocks while the workers' queues are full, so the producer runs exactly as
+//! fast as the job can take.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use crossbeam_channel::Receiver;
+
+use crate::aggregate::AggregateExpr;
+use crate::error::{EngineError, Result};
+use crate::message::{Barrier, Message};
+use crate::partition::Partitioner;
+use crate::plan::Plan;
+use crate::queue::{self, Producer};
+use crate::sink::{collect, CollectorReport, ResultSink, SinkError};
+use crate::stats::JobStats;
+use crate::watermark::{InputWatermark, WatermarkStrategy};
+use crate::window::TumblingWindows;
+use crate::worker::{Worker, WorkerReport};
+
+/// Entry point: `Job::builder()`.
+#[derive(Debug)]
+pub struct Job;
+
+impl Job {
+    /// A builder with the defaults: parallelism 1, one input, 5 s tumbling windows, ascending
+    /// watermarks, ordered results.
+    pub fn builder() -> JobBuilder {
+        JobBuilder::default()
+    }
+}
+
+/// Builds a [`JobSpec`].
+#[derive(Debug, Clone)]
+pub struct JobBuilder {
+    spec: JobSpec,
+    window: Duration,
+}
+
+impl Default for JobBuilder {
+    fn default() -> Self {
+        Self {
+            spec: JobSpec {
+                parallelism: 1,
+                inputs: 1,
+                event_time: "ts".into(),
+                keys: Vec::new(),
+                windows: TumblingWindows::new(Duration::from_secs(5)),
+                aggregates: Vec::new(),
+                watermark: WatermarkStrategy::Ascending,
+                idle_timeout: None,
+                queue_capacity: queue::DEFAULT_CAPACITY,
+                results_capacity: 64,
+                pin_workers: true,
+                ordered: true,
+                late_output: false,
+            },
+            window: Duration::from_secs(5),
+        }
+    }
+}
+
+impl JobBuilder {
+    /// Number of partition workers (threads), at least 1.
+    pub fn parallelism(mut self, n: usize) -> Self {
+        self.spec.parallelism = n;
+        self
+    }
+
+    /// Number of inputs (pushing threads, source splits), each with its own watermark.
+    pub fn inputs(mut self, n: usize) -> Self {
+        self.spec.inputs = n;
+        self
+    }
+
+    /// The event-time column: `Timestamp(Millisecond, _)`, no nulls.
+    pub fn event_time(mut self, column: &str) -> Self {
+        self.spec.event_time = column.into();
+        self
+    }
+
+    /// The key columns (any Arrow types that can be compared; one or more).
+    pub fn key_by<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.spec.keys = columns.into_iter().map(|c| c.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Tumbling windows of `size`, aligned to the epoch.
+    pub fn tumbling(mut self, size: Duration) -> Self {
+        self.window = size;
+        self
+    }
+
+    /// The aggregates to compute per window and key.
+    pub fn aggregate(mut self, aggs: impl IntoIterator<Item = AggregateExpr>) -> Self {
+        self.spec.aggregates = aggs.into_iter().collect();
+        self
+    }
+
+    /// How inputs derive watermarks.
+    pub fn watermark(mut self, strategy: WatermarkStrategy) -> Self {
+        self.spec.watermark = strategy;
+        self
+    }
+
+    /// Shorthand for [`WatermarkStrategy::BoundedOutOfOrderness`].
+    pub fn max_out_of_orderness(self, bound: Duration) -> Self {
+        self.watermark(WatermarkStrategy::bounded(bound))
+    }
+
+    /// An input that sends nothing for this long stops holding the watermark back while other
+    /// inputs advance (for unbounded sources; off by default).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.spec.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Capacity, in batches, of each queue between inputs, workers and the collector.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.spec.queue_capacity = n.max(1);
+        self
+    }
+
+    /// Capacity, in batches, of the results channel of [`JobSpec::start`].
+    pub fn results_capacity(mut self, n: usize) -> Self {
+        self.spec.results_capacity = n.max(1);
+        self
+    }
+
+    /// Whether to pin workers to cores (when there are at least as many cores as workers).
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.spec.pin_workers = pin;
+        self
+    }
+
+    /// Whether results are delivered oldest window first (default) or as soon as they fire.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.spec.ordered = ordered;
+        self
+    }
+
+    /// Sends late rows to a side output ([`RunningJob::late_records`]).
+    pub fn late_output(mut self, on: bool) -> Self {
+        self.spec.late_output = on;
+        self
+    }
+
+    /// Checks what can be checked without a schema and returns the spec.
+    pub fn build(mut self) -> Result<JobSpec> {
+        self.spec.windows = TumblingWindows::try_new(self.window).ok_or_else(|| {
+            EngineError::Plan(format!(
+                "window size {:?} is out of range (1 ms and up)",
+                self.window
+            ))
+        })?;
+        let s = &self.spec;
+        if s.parallelism == 0 {
+            return Err(EngineError::Plan("parallelism must be at least 1".into()));
+        }
+        if s.inputs == 0 {
+            return Err(EngineError::Plan("a job needs at least one input".into()));
+        }
+        if s.keys.is_empty() {
+            return Err(EngineError::Plan("key_by needs at least one key column".into()));
+        }
+        if s.aggregates.is_empty() {
+            return Err(EngineError::Plan("a job needs at least one aggregate".into()));
+        }
+        Ok(self.spec)
+    }
+}
+
+/// A job description, not yet bound to a schema. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub(crate) parallelism: usize,
+    pub(crate) inputs: usize,
+    pub(crate) event_time: String,
+    pub(crate) keys: Vec<String>,
+    pub(crate) windows: TumblingWindows,
+    pub(crate) aggregates: Vec<AggregateExpr>,
+    pub(crate) watermark: WatermarkStrategy,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) queue_capacity: usize,
+    pub(crate) results_capacity: usize,
+    pub(crate) pin_workers: bool,
+    pub(crate) ordered: bool,
+    pub(crate) late_output: bool,
+}
+
+impl JobSpec {
+    /// The number of partition workers.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// The window assigner.
+    pub fn windows(&self) -> TumblingWindows {
+        self.windows
+    }
+
+    /// The schema of the result batches for input batches of `input` schema, or the plan error
+    /// naming the column at fault.
+    pub fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        Ok(Arc::clone(&Plan::new(self, Arc::clone(input))?.output_schema))
+    }
+
+    /// Starts the job; results arrive on [`RunningJob::results`]. Read them on another thread
+    /// than the one pushing, or the pusher can wait on a full results channel forever; or use
+    /// [`JobSpec::start_with_sink`].
+    pub fn start(&self, schema: SchemaRef) -> Result<RunningJob> {
+        let (tx, rx) = crossbeam_channel::bounded(self.results_capacity);
+        let sink = move |batch: RecordBatch| -> Result<(), SinkError> {
+            tx.send(batch)
+                .map_err(|_| "the results receiver was dropped".into())
+        };
+        let mut job = self.start_with_sink(schema, Box::new(sink))?;
+        job.results = Some(rx);
+        Ok(job)
+    }
+
+    /// Starts the job, delivering results to `sink` on the collector thread.
+    pub fn start_with_sink(&self, schema: SchemaRef, mut sink: Box<dyn ResultSink>) -> Result<RunningJob> {
+        let plan = Arc::new(Plan::new(self, schema)?);
+        let p = self.parallelism;
+        let cores = if self.pin_workers {
+            core_affinity::get_core_ids().filter(|ids| ids.len() >= p)
+        } else {
+            None
+        };
+
+        // queues[input][worker]
+        let mut producers: Vec<Vec<Producer>> = (0..self.inputs).map(|_| Vec::with_capacity(p)).collect();
+        let mut consumers: Vec<Vec<queue::Consumer>> = (0..p).map(|_| Vec::with_capacity(self.inputs)).collect();
+        for input in producers.iter_mut() {
+            for worker_inputs in consumers.iter_mut() {
+                let (tx, rx) = queue::bounded(self.queue_capacity);
+                input.push(tx);
+                worker_inputs.push(rx);
+            }
+        }
+        let (late_tx, late_rx) = if self.late_output {
+            let (tx, rx) = crossbeam_channel::bounded(1024);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+
+        let mut outputs = Vec::with_capacity(p);
+        let mut workers = Vec::with_capacity(p);
+        for (index, inputs) in consumers.into_iter().enumerate() {
+            let (out_tx, out_rx) = queue::bounded(self.queue_capacity);
+            outputs.push(out_rx);
+            let worker = Worker {
+                index,
+                plan: Arc::clone(&plan),
+                inputs,
+                output: out_tx,
+                late: late_tx.clone(),
+                idle_timeout: self.idle_timeout,
+                core: cores.as_ref().map(|ids| ids[index]),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("weir-worker-{index}"))
+                .spawn(move || worker.run())
+                .map_err(|e| EngineError::Execution(format!("cannot start worker thread: {e}")))?;
+            workers.push(handle);
+        }
+        drop(late_tx);
+
+        let ordered = self.ordered;
+        let collector = std::thread::Builder::new()
+            .name("weir-collector".into())
+            .spawn(move || collect(outputs, sink.as_mut(), ordered))
+            .map_err(|e| EngineError::Execution(format!("cannot start collector thread: {e}")))?;
+
+        let totals = Arc::new(InputTotals::default());
+        let inputs = producers
+            .into_iter()
+            .map(|producers| Input {
+                plan: Arc::clone(&plan),
+                producers,
+                partitioner: Partitioner::new(p),
+                watermark: InputWatermark::new(self.watermark, self.windows),
+                totals: Arc::clone(&totals),
+                rows: 0,
+                finished: false,
+            })
+            .collect();
+        Ok(RunningJob {
+            inputs,
+            results: None,
+            late: late_rx,
+            workers,
+            collector,
+            totals,
+            started: Instant::now(),
+            output_schema: Arc::clone(&plan.output_schema),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct InputTotals {
+    rows: AtomicU64,
+    blocked_ns: AtomicU64,
+    full_events: AtomicU64,
+}
+
+/// One input of a running job, owned by one pushing thread.
+///
+/// Call [`Input::finish`] when done: an input dropped without it makes the job fail, because
+/// the run would be incomplete (a producer that panicked, say).
+#[derive(Debug)]
+pub struct Input {
+    plan: Arc<Plan>,
+    producers: Vec<Producer>,
+    partitioner: Partitioner,
+    watermark: InputWatermark,
+    totals: Arc<InputTotals>,
+    rows: u64,
+    finished: bool,
+}
+
+impl Input {
+    /// Pushes a batch, blocking while the workers' queues are full. An error means the batch
+    /// does not fit the job (nothing of it was sent) or the job has stopped.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.plan.check_batch(&batch)?;
+        let n = batch.num_rows();
+        let plan = Arc::clone(&self.plan);
+        let ts = plan.timestamps(&batch);
+        let mut offset = 0;
+        while offset < n {
+            match self.watermark.advance(&ts[offset..]) {
+                Some((len, wm)) => {
+                    self.send_rows(&batch.slice(offset, len))?;
+                    self.broadcast(Message::Watermark(wm))?;
+                    offset += len;
+                }
+                None => {
+                    let rest = if offset == 0 { batch.clone() } else { batch.slice(offset, n - offset) };
+                    self.send_rows(&rest)?;
+                    break;
+                }
+            }
+        }
+        self.rows += n as u64;
+        Ok(())
+    }
+
+    /// Sends checkpoint barrier `epoch` to every worker, after everything pushed so far.
+    pub fn barrier(&mut self, epoch: u64) -> Result<()> {
+        self.broadcast(Message::Barrier(Barrier { epoch }))
+    }
+
+    /// This input's current watermark.
+    pub fn watermark(&self) -> i64 {
+        self.watermark.current()
+    }
+
+    /// Rows pushed through this input.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Ends this input. The job ends when every input has finished.
+    pub fn finish(mut self) -> Result<()> {
+        self.finished = true;
+        self.broadcast(Message::End)
+    }
+
+    fn send_rows(&mut self, batch: &RecordBatch) -> Result<()> {
+        let parts = self.partitioner.split(&self.plan, batch)?;
+        for (producer, part) in self.producers.iter_mut().zip(parts) {
+            if let Some(part) = part {
+                producer.send(Message::Data(part)).map_err(|_| EngineError::Closed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, msg: Message) -> Result<()> {
+        for producer in &mut self.producers {
+            producer.send(msg.clone()).map_err(|_| EngineError::Closed)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        let t = &self.totals;
+        t.rows.fetch_add(self.rows, Ordering::Relaxed);
+        for p in &self.producers {
+            t.blocked_ns.fetch_add(p.blocked().as_nanos() as u64, Ordering::Relaxed);
+            t.full_events.fetch_add(p.full_events(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A started job.
+#[derive(Debug)]
+pub struct RunningJob {
+    inputs: Vec<Input>,
+    results: Option<Receiver<RecordBatch>>,
+    late: Option<Receiver<RecordBatch>>,
+    workers: Vec<JoinHandle<Result<WorkerReport>>>,
+    collector: JoinHandle<Result<CollectorReport>>,
+    totals: Arc<InputTotals>,
+    started: Instant,
+    output_schema: SchemaRef,
+}
+
+impl RunningJob {
+    /// Takes the job's inputs (all of them; later calls return none).
+    pub fn take_inputs(&mut self) -> Vec<Input> {
+        std::mem::take(&mut self.inputs)
+    }
+
+    /// Takes the first remaining input.
+    pub fn input(&mut self) -> Option<Input> {
+        (!self.inputs.is_empty()).then(|| self.inputs.remove(0))
+    }
+
+    /// The results channel, when started with [`JobSpec::start`].
+    pub fn results(&self) -> Option<&Receiver<RecordBatch>> {
+        self.results.as_ref()
+    }
+
+    /// Takes the results channel, e.g. to read it on another thread.
+    pub fn take_results(&mut self) -> Option<Receiver<RecordBatch>> {
+        self.results.take()
+    }
+
+    /// Late rows, when built with [`JobBuilder::late_output`]. Drain it: a full side output
+    /// (1024 batches) blocks the workers.
+    pub fn late_records(&self) -> Option<&Receiver<RecordBatch>> {
+        self.late.as_ref()
+    }
+
+    /// Takes the late-rows channel.
+    pub fn take_late_records(&mut self) -> Option<Receiver<RecordBatch>> {
+        self.late.take()
+    }
+
+    /// The schema of result batches.
+    pub fn output_schema(&self) -> SchemaRef {
+        Arc::clone(&self.output_schema)
+    }
+
+    /// Waits for the job to end (inputs not taken are finished here) and returns its stats, or
+    /// the first error: a worker's panic or error before the collector's.
+    pub fn join(mut self) -> Result<JobStats> {
+        for input in std::mem::take(&mut self.inputs) {
+            let _ = input.finish();
+        }
+        let mut first_err: Option<EngineError> = None;
+        let mut stats = JobStats::default();
+        for (worker, handle) in self.workers.into_iter().enumerate() {
+            match handle.join() {
+                Ok(Ok(r)) => {
+                    stats.late_rows += r.late_rows;
+                    for (w, n) in r.late_by_window {
+                        *stats.late_by_window.entry(w).or_default() += n;
+                    }
+                    stats.worker_rows.push(r.rows);
+                    stats.worker_cores.push(r.core);
+                    stats.peak_open_windows = stats.peak_open_windows.max(r.peak_open_windows);
+                    stats.peak_window_bytes = stats.peak_window_bytes.max(r.peak_state_bytes);
+                    stats.worker_blocked += r.output_blocked;
+                }
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    // A panic explains more than the errors it causes elsewhere.
+                    if !matches!(first_err, Some(EngineError::WorkerPanicked { .. })) {
+                        first_err = Some(EngineError::WorkerPanicked { worker, message });
+                    }
+                }
+            }
+        }
+        // The collector ends once every worker's output queue is closed, which has happened.
+        let collected = self
+            .collector
+            .join()
+            .map_err(|_| EngineError::Internal("the collector thread panicked".into()))?;
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let c = collected?;
+        stats.windows_fired = c.windows;
+        stats.result_rows = c.rows;
+        stats.result_batches = c.batches;
+        stats.checkpoints = c.checkpoints;
+        stats.rows_in = self.totals.rows.load(Ordering::Relaxed);
+        stats.input_blocked = Duration::from_nanos(self.totals.blocked_ns.load(Ordering::Relaxed));
+        stats.input_full_events = self.totals.full_events.load(Ordering::Relaxed);
+        stats.elapsed = self.started.elapsed();
+        Ok(stats)
+    }
+}
+
+/// Runs `spec` over batches already in memory, as a batch job: no watermarks until the end, so
+/// nothing is late, and every window is in the result, oldest first. The batches are pushed in
+/// parallel (rayon) through as many inputs as there are threads.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use arrow_array::{RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
+/// use arrow_schema::{DataType, Field, Schema, TimeUnit};
+/// use weir_engine::{aggregate, count, sum, Job};
+///
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+///     Field::new("ip", DataType::Utf8, false),
+///     Field::new("bytes", DataType::UInt64, false),
+/// ]));
+/// let batch = RecordBatch::try_new(schema, vec![
+///     Arc::new(TimestampMillisecondArray::from(vec![1_000, 2_000, 6_000])),
+///     Arc::new(StringArray::from(vec!["10.0.0.1", "10.0.0.1", "10.0.0.2"])),
+///     Arc::new(UInt64Array::from(vec![100, 50, 7])),
+/// ]).unwrap();
+///
+/// let spec = Job::builder()
+///     .parallelism(2)
+///     .event_time("ts")
+///     .key_by(["ip"])
+///     .tumbling(Duration::from_secs(5))
+///     .aggregate([weir_engine::count(), sum("bytes")])
+///     .build()
+///     .unwrap();
+/// let results = aggregate(vec![batch], &spec).unwrap();
+/// let rows: usize = results.iter().map(|b| b.num_rows()).sum();
+/// assert_eq!(rows, 2); // (0 s, 10.0.0.1): 2 requests, 150 bytes; (5 s, 10.0.0.2): 1, 7
+/// # let _ = count();
+/// ```
+pub fn aggregate(batches: Vec<RecordBatch>, spec: &JobSpec) -> Result<Vec<RecordBatch>> {
+    use rayon::prelude::*;
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let schema = first.schema();
+    let k = rayon::current_num_threads().clamp(1, batches.len());
+    let mut spec = spec.clone();
+    spec.inputs = k;
+    spec.watermark = WatermarkStrategy::EndOfInput;
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let sink_results = Arc::clone(&results);
+    let sink = move |b: RecordBatch| -> Result<(), SinkError> {
+        sink_results.lock().expect("results lock").push(b);
+        Ok(())
+    };
+    let mut job = spec.start_with_sink(schema, Box::new(sink))?;
+    let inputs = job.take_inputs();
+    let chunk = batches.len().div_ceil(k);
+    let pushed: Vec<Result<()>> = inputs
+        .into_par_iter()
+        .zip(batches.par_chunks(chunk))
+        .map(|(mut input, part)| {
+            for b in part {
+                input.push(b.clone())?;
+            }
+            input.finish()
+        })
+        .collect();
+    let joined = job.join();
+    pushed.into_iter().collect::<Result<()>>()?;
+    joined?;
+    let out = std::mem::take(&mut *results.lock().expect("results lock"));
+    Ok(out)
+}

@@ -1,0 +1,43 @@
+//! # weir-engine
+//!
+//! The engine of weir: parallel, thread-pinned partition workers that aggregate Arrow
+//! `RecordBatch`es into tumbling event-time windows, fed by bounded lock-free queues.
+//!
+//! ```text
+//!  push(batch) ─▶ watermark slices ─▶ hash partition ─▶ queue ─▶ worker (pinned) ─▶ queue ─▶ collector ─▶ sink
+//! ```
+//!
+//! - One [`Message`] type on every queue: data, watermark, checkpoint barrier, end of input.
+//! - Per-row work happens only in the key hash tables and accumulator loops; everything else
+//!   moves whole batches.
+//! - The engine knows nothing of log formats or Kafka: it takes batches and gives batches.
+//!
+//! Start with [`Job::builder`], or [`aggregate`] for batches already in memory.
+
+#![warn(missing_docs)]
+
+pub mod aggregate;
+mod error;
+mod hash;
+mod job;
+mod message;
+mod partition;
+mod plan;
+pub mod queue;
+mod sink;
+mod state;
+mod stats;
+pub mod watermark;
+pub mod window;
+mod worker;
+
+pub use aggregate::{count, max, mean, min, sum, AggregateExpr, AggregateFunction, GroupsAccumulator};
+pub use error::{EngineError, Result};
+pub use hash::{hash_bytes, hash_u64, partition_of};
+pub use job::{aggregate, Input, Job, JobBuilder, JobSpec, RunningJob};
+pub use message::{Barrier, Message};
+pub use partition::Partitioner;
+pub use sink::{ResultSink, SinkError};
+pub use stats::JobStats;
+pub use watermark::WatermarkStrategy;
+pub use window::TumblingWindows;

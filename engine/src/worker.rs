@@ -1,0 +1,287 @@
+//! The partition worker: one pinned OS thread that owns the window state of one partition.
+//!
+//! ```text
+//!   input 0 ─queue─┐                     ┌──────────────────────────────┐
+//!   input 1 ─queue─┼─ select (skipping ──▶│ data      → fold into windows │──queue──▶ collector
+//!   input 2 ─queue─┘  held/ended inputs)  │ watermark → fire, forward min │
+//!                                         │ barrier   → align, forward    │
+//!                                         │ end       → fire all, forward │
+//!                                         └──────────────────────────────┘
+//! ```
+//!
+//! The worker reads its inputs with `crossbeam::Select`, so a quiet input costs nothing. A
+//! barrier from one input holds that input (it is left out of the select) until the same barrier
+//! has come from every other live input: that is barrier alignment, and it makes the state at
+//! the barrier exactly the fold of everything before it on every input.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_select::take::take_record_batch;
+use crossbeam_channel::{RecvTimeoutError, Select, Sender};
+
+use crate::error::{EngineError, Result};
+use crate::message::{Barrier, Message};
+use crate::plan::Plan;
+use crate::queue::{Consumer, Producer};
+use crate::state::WindowStore;
+use crate::watermark::CombinedWatermark;
+
+/// What a worker did, returned when it ends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkerReport {
+    pub rows: u64,
+    pub late_rows: u64,
+    pub late_by_window: BTreeMap<i64, u64>,
+    pub windows_fired: u64,
+    pub result_rows: u64,
+    pub core: Option<usize>,
+    pub output_blocked: Duration,
+    pub peak_open_windows: usize,
+    pub peak_state_bytes: usize,
+}
+
+/// Everything a worker thread starts with.
+pub(crate) struct Worker {
+    pub index: usize,
+    pub plan: Arc<Plan>,
+    pub inputs: Vec<Consumer>,
+    pub output: Producer,
+    pub late: Option<Sender<RecordBatch>>,
+    pub idle_timeout: Option<Duration>,
+    pub core: Option<core_affinity::CoreId>,
+}
+
+struct Running {
+    plan: Arc<Plan>,
+    store: WindowStore,
+    output: Producer,
+    late: Option<Sender<RecordBatch>>,
+    watermark: i64,
+    groups: Vec<u32>,
+    report: WorkerReport,
+}
+
+impl Worker {
+    /// Runs the worker to the end of all its inputs.
+    pub(crate) fn run(self) -> Result<WorkerReport> {
+        let Worker {
+            index,
+            plan,
+            inputs,
+            output,
+            late,
+            idle_timeout,
+            core,
+        } = self;
+        let mut run = Running {
+            plan,
+            store: WindowStore::default(),
+            output,
+            late,
+            watermark: i64::MIN,
+            groups: Vec::new(),
+            report: WorkerReport::default(),
+        };
+        if let Some(core) = core {
+            if core_affinity::set_for_current(core) {
+                run.report.core = Some(core.id);
+            }
+        }
+        let n = inputs.len();
+        let mut wm = CombinedWatermark::new(n, idle_timeout);
+        let mut ended = vec![false; n];
+        let mut held: Vec<Option<u64>> = vec![None; n];
+        let mut open: Vec<usize> = Vec::with_capacity(n);
+
+        while !ended.iter().all(|&e| e) {
+            open.clear();
+            open.extend((0..n).filter(|&i| !ended[i] && held[i].is_none()));
+            let received = receive(&inputs, &open, idle_timeout);
+            let now = Instant::now();
+            let Some((i, msg)) = received else {
+                // Timed out: only idleness can have moved the watermark.
+                run.advance(wm.current(now))?;
+                continue;
+            };
+            wm.touch(i, now);
+            match msg {
+                Some(Message::Data(batch)) => run.process(&batch)?,
+                Some(Message::Watermark(w)) => wm.update(i, w),
+                Some(Message::Barrier(Barrier { epoch })) => held[i] = Some(epoch),
+                Some(Message::End) => {
+                    ended[i] = true;
+                    wm.end(i);
+                }
+                None => {
+                    return Err(EngineError::Execution(format!(
+                        "input {i} of worker {index} was dropped without finish(); \
+                         the run is incomplete"
+                    )))
+                }
+            }
+            run.advance(wm.current(now))?;
+            run.align(&mut held, &ended)?;
+        }
+        run.advance(i64::MAX)?;
+        run.send(Message::End)?;
+        run.report.output_blocked = run.output.blocked();
+        Ok(run.report)
+    }
+}
+
+/// Waits for the next message on one of the `open` inputs. `None` on timeout; `Some((i, None))`
+/// when input `i` disconnected.
+fn receive(
+    inputs: &[Consumer],
+    open: &[usize],
+    idle_timeout: Option<Duration>,
+) -> Option<(usize, Option<Message>)> {
+    if let [only] = open {
+        let rx = inputs[*only].receiver();
+        return match idle_timeout {
+            None => Some((*only, rx.recv().ok())),
+            Some(t) => match rx.recv_timeout(t) {
+                Ok(m) => Some((*only, Some(m))),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some((*only, None)),
+            },
+        };
+    }
+    let mut sel = Select::new();
+    for &i in open {
+        sel.recv(inputs[i].receiver());
+    }
+    let op = match idle_timeout {
+        None => sel.select(),
+        Some(t) => sel.select_timeout(t).ok()?,
+    };
+    let i = open[op.index()];
+    Some((i, op.recv(inputs[i].receiver()).ok()))
+}
+
+impl Running {
+    fn send(&mut self, msg: Message) -> Result<()> {
+        self.output.send(msg).map_err(|_| EngineError::Closed)
+    }
+
+    /// Moves the worker's watermark to `wm` if that is forward, firing what it closes.
+    fn advance(&mut self, wm: i64) -> Result<()> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = wm;
+        let plan = Arc::clone(&self.plan);
+        let mut fired = Vec::new();
+        self.store.fire(&plan, wm, |batch| {
+            fired.push(batch);
+            Ok(())
+        })?;
+        for batch in fired {
+            self.report.windows_fired += 1;
+            self.report.result_rows += batch.num_rows() as u64;
+            self.send(Message::Data(batch))?;
+        }
+        self.send(Message::Watermark(wm))
+    }
+
+    /// Forwards a barrier once every live input has delivered it.
+    fn align(&mut self, held: &mut [Option<u64>], ended: &[bool]) -> Result<()> {
+        let Some(epoch) = held.iter().flatten().next().copied() else {
+            return Ok(());
+        };
+        let aligned = held
+            .iter()
+            .zip(ended)
+            .all(|(h, &e)| e || *h == Some(epoch));
+        if !aligned {
+            return Ok(());
+        }
+        held.iter_mut().for_each(|h| *h = None);
+        self.send(Message::Barrier(Barrier { epoch }))
+    }
+
+    /// Folds one batch into its windows.
+    fn process(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        self.report.rows += n as u64;
+        let plan = Arc::clone(&self.plan);
+        let ts = plan.timestamps(batch);
+        let keys = plan.key_columns(batch);
+        let start = plan.windows.start_of(ts[0]);
+        let end = plan.windows.end_of(start);
+        if ts.iter().all(|&t| t >= start && t < end) {
+            self.fold(&plan, batch, &keys, start, None)?;
+        } else {
+            for (start, rows) in rows_by_window(&plan, ts) {
+                self.fold(&plan, batch, &keys, start, Some(&rows))?;
+            }
+        }
+        let open = self.store.len();
+        if open > self.report.peak_open_windows {
+            self.report.peak_open_windows = open;
+        }
+        Ok(())
+    }
+
+    fn fold(
+        &mut self,
+        plan: &Plan,
+        batch: &RecordBatch,
+        keys: &[ArrayRef],
+        start: i64,
+        rows: Option<&[u32]>,
+    ) -> Result<()> {
+        if plan.windows.end_of(start) <= self.watermark {
+            return self.late(batch, start, rows);
+        }
+        let window = self.store.window_mut(plan, start);
+        window.update(plan, keys, batch, rows, &mut self.groups)?;
+        let size = window.size();
+        if size > self.report.peak_state_bytes {
+            self.report.peak_state_bytes = size;
+        }
+        Ok(())
+    }
+
+    /// Counts (and, if asked, forwards) rows whose window has already fired.
+    fn late(&mut self, batch: &RecordBatch, start: i64, rows: Option<&[u32]>) -> Result<()> {
+        let n = rows.map_or(batch.num_rows(), <[u32]>::len) as u64;
+        self.report.late_rows += n;
+        *self.report.late_by_window.entry(start).or_default() += n;
+        if let Some(tx) = &self.late {
+            let late = match rows {
+                None => batch.clone(),
+                Some(rows) => take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?,
+            };
+            if tx.send(late).is_err() {
+                // Nobody reads the side output any more: keep counting, stop sending.
+                self.late = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Row indices of `ts` grouped by window start, windows in order of first appearance.
+fn rows_by_window(plan: &Plan, ts: &[i64]) -> Vec<(i64, Vec<u32>)> {
+    let mut windows: Vec<(i64, Vec<u32>)> = Vec::new();
+    let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut last = usize::MAX;
+    for (r, &t) in ts.iter().enumerate() {
+        let s = plan.windows.start_of(t);
+        if last == usize::MAX || windows[last].0 != s {
+            last = *index.entry(s).or_insert_with(|| {
+                windows.push((s, Vec::new()));
+                windows.len() - 1
+            });
+        }
+        windows[last].1.push(r as u32);
+    }
+    windows
+}
