@@ -6,9 +6,9 @@
 //! specified.
 
 use arrow_array::cast::AsArray;
-use arrow_buffer::ArrowNativeType;
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, GenericByteArray};
 use arrow_array::types::ByteArrayType;
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, GenericByteArray};
+use arrow_buffer::ArrowNativeType;
 use arrow_row::RowConverter;
 use arrow_schema::DataType;
 
@@ -60,14 +60,38 @@ macro_rules! dispatch_int {
     ($dt:expr, $t:ident => $body:expr, _ => $other:expr) => {{
         use arrow_array::types::*;
         match $dt {
-            arrow_schema::DataType::Int8 => { type $t = Int8Type; $body }
-            arrow_schema::DataType::Int16 => { type $t = Int16Type; $body }
-            arrow_schema::DataType::Int32 => { type $t = Int32Type; $body }
-            arrow_schema::DataType::Int64 => { type $t = Int64Type; $body }
-            arrow_schema::DataType::UInt8 => { type $t = UInt8Type; $body }
-            arrow_schema::DataType::UInt16 => { type $t = UInt16Type; $body }
-            arrow_schema::DataType::UInt32 => { type $t = UInt32Type; $body }
-            arrow_schema::DataType::UInt64 => { type $t = UInt64Type; $body }
+            arrow_schema::DataType::Int8 => {
+                type $t = Int8Type;
+                $body
+            }
+            arrow_schema::DataType::Int16 => {
+                type $t = Int16Type;
+                $body
+            }
+            arrow_schema::DataType::Int32 => {
+                type $t = Int32Type;
+                $body
+            }
+            arrow_schema::DataType::Int64 => {
+                type $t = Int64Type;
+                $body
+            }
+            arrow_schema::DataType::UInt8 => {
+                type $t = UInt8Type;
+                $body
+            }
+            arrow_schema::DataType::UInt16 => {
+                type $t = UInt16Type;
+                $body
+            }
+            arrow_schema::DataType::UInt32 => {
+                type $t = UInt32Type;
+                $body
+            }
+            arrow_schema::DataType::UInt64 => {
+                type $t = UInt64Type;
+                $body
+            }
             _ => $other,
         }
     }};
@@ -79,10 +103,22 @@ macro_rules! dispatch_bytes {
     ($dt:expr, $t:ident => $body:expr, _ => $other:expr) => {{
         use arrow_array::types::*;
         match $dt {
-            arrow_schema::DataType::Utf8 => { type $t = Utf8Type; $body }
-            arrow_schema::DataType::LargeUtf8 => { type $t = LargeUtf8Type; $body }
-            arrow_schema::DataType::Binary => { type $t = BinaryType; $body }
-            arrow_schema::DataType::LargeBinary => { type $t = LargeBinaryType; $body }
+            arrow_schema::DataType::Utf8 => {
+                type $t = Utf8Type;
+                $body
+            }
+            arrow_schema::DataType::LargeUtf8 => {
+                type $t = LargeUtf8Type;
+                $body
+            }
+            arrow_schema::DataType::Binary => {
+                type $t = BinaryType;
+                $body
+            }
+            arrow_schema::DataType::LargeBinary => {
+                type $t = LargeBinaryType;
+                $body
+            }
             _ => $other,
         }
     }};
@@ -105,11 +141,15 @@ impl KeyKind {
     pub(crate) fn for_types(types: &[DataType]) -> Result<Self> {
         Ok(match types {
             [dt] if dt.is_integer() => KeyKind::Int(dt.clone()),
-            [dt @ (DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary)] => {
-                KeyKind::Bytes(dt.clone())
-            }
+            [dt @ (DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Binary
+            | DataType::LargeBinary)] => KeyKind::Bytes(dt.clone()),
             _ => {
-                let fields = types.iter().map(|t| arrow_row::SortField::new(t.clone())).collect();
+                let fields = types
+                    .iter()
+                    .map(|t| arrow_row::SortField::new(t.clone()))
+                    .collect();
                 KeyKind::Rows(std::sync::Arc::new(RowConverter::new(fields)?))
             }
         })
@@ -150,9 +190,11 @@ where
 fn hash_byte_array<T: ByteArrayType>(a: &GenericByteArray<T>, out: &mut Vec<u64>) {
     let offsets = a.value_offsets();
     let data = a.value_data();
-    out.extend(offsets.windows(2).map(|w| {
-        hash_bytes(&data[w[0].as_usize()..w[1].as_usize()])
-    }));
+    out.extend(
+        offsets
+            .windows(2)
+            .map(|w| hash_bytes(&data[w[0].as_usize()..w[1].as_usize()])),
+    );
     if let Some(nulls) = a.nulls().filter(|n| n.null_count() > 0) {
         let base = out.len() - a.len();
         for i in nulls.iter().enumerate().filter(|(_, v)| !v).map(|(i, _)| i) {

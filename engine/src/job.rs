@@ -179,10 +179,14 @@ impl JobBuilder {
             return Err(EngineError::Plan("a job needs at least one input".into()));
         }
         if s.keys.is_empty() {
-            return Err(EngineError::Plan("key_by needs at least one key column".into()));
+            return Err(EngineError::Plan(
+                "key_by needs at least one key column".into(),
+            ));
         }
         if s.aggregates.is_empty() {
-            return Err(EngineError::Plan("a job needs at least one aggregate".into()));
+            return Err(EngineError::Plan(
+                "a job needs at least one aggregate".into(),
+            ));
         }
         Ok(self.spec)
     }
@@ -220,7 +224,9 @@ impl JobSpec {
     /// The schema of the result batches for input batches of `input` schema, or the plan error
     /// naming the column at fault.
     pub fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
-        Ok(Arc::clone(&Plan::new(self, Arc::clone(input))?.output_schema))
+        Ok(Arc::clone(
+            &Plan::new(self, Arc::clone(input))?.output_schema,
+        ))
     }
 
     /// Starts the job; results arrive on [`RunningJob::results`]. Read them on another thread
@@ -238,7 +244,11 @@ impl JobSpec {
     }
 
     /// Starts the job, delivering results to `sink` on the collector thread.
-    pub fn start_with_sink(&self, schema: SchemaRef, mut sink: Box<dyn ResultSink>) -> Result<RunningJob> {
+    pub fn start_with_sink(
+        &self,
+        schema: SchemaRef,
+        mut sink: Box<dyn ResultSink>,
+    ) -> Result<RunningJob> {
         let plan = Arc::new(Plan::new(self, schema)?);
         let p = self.parallelism;
         let cores = if self.pin_workers {
@@ -248,8 +258,10 @@ impl JobSpec {
         };
 
         // queues[input][worker]
-        let mut producers: Vec<Vec<Producer>> = (0..self.inputs).map(|_| Vec::with_capacity(p)).collect();
-        let mut consumers: Vec<Vec<queue::Consumer>> = (0..p).map(|_| Vec::with_capacity(self.inputs)).collect();
+        let mut producers: Vec<Vec<Producer>> =
+            (0..self.inputs).map(|_| Vec::with_capacity(p)).collect();
+        let mut consumers: Vec<Vec<queue::Consumer>> =
+            (0..p).map(|_| Vec::with_capacity(self.inputs)).collect();
         for input in producers.iter_mut() {
             for worker_inputs in consumers.iter_mut() {
                 let (tx, rx) = queue::bounded(self.queue_capacity);
@@ -357,7 +369,11 @@ impl Input {
                     offset += len;
                 }
                 None => {
-                    let rest = if offset == 0 { batch.clone() } else { batch.slice(offset, n - offset) };
+                    let rest = if offset == 0 {
+                        batch.clone()
+                    } else {
+                        batch.slice(offset, n - offset)
+                    };
                     self.send_rows(&rest)?;
                     break;
                 }
@@ -392,7 +408,9 @@ impl Input {
         let parts = self.partitioner.split(&self.plan, batch)?;
         for (producer, part) in self.producers.iter_mut().zip(parts) {
             if let Some(part) = part {
-                producer.send(Message::Data(part)).map_err(|_| EngineError::Closed)?;
+                producer
+                    .send(Message::Data(part))
+                    .map_err(|_| EngineError::Closed)?;
             }
         }
         Ok(())
@@ -400,7 +418,9 @@ impl Input {
 
     fn broadcast(&mut self, msg: Message) -> Result<()> {
         for producer in &mut self.producers {
-            producer.send(msg.clone()).map_err(|_| EngineError::Closed)?;
+            producer
+                .send(msg.clone())
+                .map_err(|_| EngineError::Closed)?;
         }
         Ok(())
     }
@@ -411,7 +431,8 @@ impl Drop for Input {
         let t = &self.totals;
         t.rows.fetch_add(self.rows, Ordering::Relaxed);
         for p in &self.producers {
-            t.blocked_ns.fetch_add(p.blocked().as_nanos() as u64, Ordering::Relaxed);
+            t.blocked_ns
+                .fetch_add(p.blocked().as_nanos() as u64, Ordering::Relaxed);
             t.full_events.fetch_add(p.full_events(), Ordering::Relaxed);
         }
     }

@@ -31,7 +31,9 @@ pub mod watermark;
 pub mod window;
 mod worker;
 
-pub use aggregate::{count, max, mean, min, sum, AggregateExpr, AggregateFunction, GroupsAccumulator};
+pub use aggregate::{
+    count, max, mean, min, sum, AggregateExpr, AggregateFunction, GroupsAccumulator,
+};
 pub use error::{EngineError, Result};
 pub use hash::{hash_bytes, hash_u64, partition_of};
 pub use job::{aggregate, Input, Job, JobBuilder, JobSpec, RunningJob};

@@ -31,7 +31,11 @@ impl Partitioner {
     }
 
     /// Splits `batch` (rows of `plan`'s schema) into one optional sub-batch per partition.
-    pub(crate) fn split(&mut self, plan: &Plan, batch: &RecordBatch) -> Result<Vec<Option<RecordBatch>>> {
+    pub(crate) fn split(
+        &mut self,
+        plan: &Plan,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Option<RecordBatch>>> {
         let p = self.partitions;
         let mut out: Vec<Option<RecordBatch>> = vec![None; p];
         if batch.num_rows() == 0 {
@@ -42,7 +46,8 @@ impl Partitioner {
             return Ok(out);
         }
         self.hashes.clear();
-        plan.key_kind.hash_rows(&plan.key_columns(batch), &mut self.hashes)?;
+        plan.key_kind
+            .hash_rows(&plan.key_columns(batch), &mut self.hashes)?;
         self.parts.clear();
         let mut counts = vec![0u32; p];
         for &h in &self.hashes {
@@ -73,7 +78,10 @@ impl Partitioner {
             if counts[part] == 0 {
                 continue;
             }
-            let indices = UInt32Array::new(order.slice(starts[part] as usize, counts[part] as usize), None);
+            let indices = UInt32Array::new(
+                order.slice(starts[part] as usize, counts[part] as usize),
+                None,
+            );
             *slot = Some(take_record_batch(batch, &indices)?);
         }
         Ok(out)

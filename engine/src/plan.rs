@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow_array::types::TimestampMillisecondType;
 use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -148,18 +148,26 @@ impl Plan {
 
     /// The key columns of `batch`.
     pub(crate) fn key_columns(&self, batch: &RecordBatch) -> Vec<ArrayRef> {
-        self.key_indices.iter().map(|&i| Arc::clone(batch.column(i))).collect()
+        self.key_indices
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect()
     }
 
     /// The event times of `batch`.
     pub(crate) fn timestamps<'a>(&self, batch: &'a RecordBatch) -> &'a [i64] {
-        batch.column(self.ts_index).as_primitive::<TimestampMillisecondType>().values()
+        batch
+            .column(self.ts_index)
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
     }
 
     /// Checks that a pushed batch matches the schema the job was planned for.
     pub(crate) fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
         let schema = batch.schema();
-        if !Arc::ptr_eq(&schema, &self.input_schema) && schema.fields() != self.input_schema.fields() {
+        if !Arc::ptr_eq(&schema, &self.input_schema)
+            && schema.fields() != self.input_schema.fields()
+        {
             for f in self.input_schema.fields() {
                 match schema.field_with_name(f.name()) {
                     Ok(g) if g.data_type() == f.data_type() => {}

@@ -66,7 +66,10 @@ struct Collector<'a> {
 }
 
 fn window_start(batch: &RecordBatch) -> i64 {
-    batch.column(0).as_primitive::<TimestampMillisecondType>().value(0)
+    batch
+        .column(0)
+        .as_primitive::<TimestampMillisecondType>()
+        .value(0)
 }
 
 impl Collector<'_> {
@@ -80,7 +83,11 @@ impl Collector<'_> {
     fn release(&mut self, wm: i64) -> Result<()> {
         while let Some(entry) = self.held.first_entry() {
             let parts = entry.get();
-            let end = parts[0].1.column(1).as_primitive::<TimestampMillisecondType>().value(0);
+            let end = parts[0]
+                .1
+                .column(1)
+                .as_primitive::<TimestampMillisecondType>()
+                .value(0);
             if end > wm {
                 break;
             }

@@ -194,7 +194,9 @@ mod tests {
     fn bounded_lags_by_the_bound() {
         let mut wm = InputWatermark::new(WatermarkStrategy::BoundedOutOfOrderness(2_000), w5());
         assert_eq!(wm.advance(&[1_000]), Some((1, -1_000)));
-        assert_eq!(wm.advance(&[6_999]), None);
+        // -1_000 → 4_999 crosses the window end at 0.
+        assert_eq!(wm.advance(&[6_999]), Some((1, 4_999)));
+        assert_eq!(wm.advance(&[6_000, 6_500]), None);
         assert_eq!(wm.current(), 4_999);
         assert_eq!(wm.advance(&[7_000]), Some((1, 5_000)));
     }

@@ -192,10 +192,7 @@ impl Running {
         let Some(epoch) = held.iter().flatten().next().copied() else {
             return Ok(());
         };
-        let aligned = held
-            .iter()
-            .zip(ended)
-            .all(|(h, &e)| e || *h == Some(epoch));
+        let aligned = held.iter().zip(ended).all(|(h, &e)| e || *h == Some(epoch));
         if !aligned {
             return Ok(());
         }

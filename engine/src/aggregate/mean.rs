@@ -48,7 +48,13 @@ where
     T: ArrowPrimitiveType,
     T::Native: Widen<f64>,
 {
-    fn update(&mut self, values: Option<&ArrayRef>, rows: Option<&[u32]>, groups: &[u32], n: usize) {
+    fn update(
+        &mut self,
+        values: Option<&ArrayRef>,
+        rows: Option<&[u32]>,
+        groups: &[u32],
+        n: usize,
+    ) {
         self.sums.resize(n, 0.0);
         self.counts.resize(n, 0);
         let values = values.expect("mean has an input").as_primitive::<T>();

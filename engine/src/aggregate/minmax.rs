@@ -71,13 +71,23 @@ impl<T: ArrowPrimitiveType, const MAX: bool> Default for Extreme<T, MAX> {
 }
 
 impl<T: ArrowPrimitiveType, const MAX: bool> GroupsAccumulator for Extreme<T, MAX> {
-    fn update(&mut self, values: Option<&ArrayRef>, rows: Option<&[u32]>, groups: &[u32], n: usize) {
+    fn update(
+        &mut self,
+        values: Option<&ArrayRef>,
+        rows: Option<&[u32]>,
+        groups: &[u32],
+        n: usize,
+    ) {
         self.vals.resize(n, T::Native::default());
         self.seen.resize(n, false);
         let values = values.expect("min/max have an input").as_primitive::<T>();
         let (vals, seen) = (&mut self.vals[..], &mut self.seen[..]);
         visit(values, rows, groups, |g, v| {
-            let better = if MAX { v.is_gt(vals[g]) } else { v.is_lt(vals[g]) };
+            let better = if MAX {
+                v.is_gt(vals[g])
+            } else {
+                v.is_lt(vals[g])
+            };
             if better || !seen[g] {
                 vals[g] = v;
                 seen[g] = true;

@@ -53,16 +53,46 @@ macro_rules! dispatch_numeric {
     ($dt:expr, $t:ident => $body:expr, _ => $other:expr) => {{
         use arrow_array::types::*;
         match $dt {
-            arrow_schema::DataType::Int8 => { type $t = Int8Type; $body }
-            arrow_schema::DataType::Int16 => { type $t = Int16Type; $body }
-            arrow_schema::DataType::Int32 => { type $t = Int32Type; $body }
-            arrow_schema::DataType::Int64 => { type $t = Int64Type; $body }
-            arrow_schema::DataType::UInt8 => { type $t = UInt8Type; $body }
-            arrow_schema::DataType::UInt16 => { type $t = UInt16Type; $body }
-            arrow_schema::DataType::UInt32 => { type $t = UInt32Type; $body }
-            arrow_schema::DataType::UInt64 => { type $t = UInt64Type; $body }
-            arrow_schema::DataType::Float32 => { type $t = Float32Type; $body }
-            arrow_schema::DataType::Float64 => { type $t = Float64Type; $body }
+            arrow_schema::DataType::Int8 => {
+                type $t = Int8Type;
+                $body
+            }
+            arrow_schema::DataType::Int16 => {
+                type $t = Int16Type;
+                $body
+            }
+            arrow_schema::DataType::Int32 => {
+                type $t = Int32Type;
+                $body
+            }
+            arrow_schema::DataType::Int64 => {
+                type $t = Int64Type;
+                $body
+            }
+            arrow_schema::DataType::UInt8 => {
+                type $t = UInt8Type;
+                $body
+            }
+            arrow_schema::DataType::UInt16 => {
+                type $t = UInt16Type;
+                $body
+            }
+            arrow_schema::DataType::UInt32 => {
+                type $t = UInt32Type;
+                $body
+            }
+            arrow_schema::DataType::UInt64 => {
+                type $t = UInt64Type;
+                $body
+            }
+            arrow_schema::DataType::Float32 => {
+                type $t = Float32Type;
+                $body
+            }
+            arrow_schema::DataType::Float64 => {
+                type $t = Float64Type;
+                $body
+            }
             _ => $other,
         }
     }};

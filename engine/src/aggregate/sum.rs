@@ -74,7 +74,13 @@ where
     O: ArrowPrimitiveType,
     T::Native: Widen<O::Native>,
 {
-    fn update(&mut self, values: Option<&ArrayRef>, rows: Option<&[u32]>, groups: &[u32], n: usize) {
+    fn update(
+        &mut self,
+        values: Option<&ArrayRef>,
+        rows: Option<&[u32]>,
+        groups: &[u32],
+        n: usize,
+    ) {
         self.sums.resize(n, O::Native::default());
         self.seen.resize(n, false);
         let values = values.expect("sum has an input").as_primitive::<T>();

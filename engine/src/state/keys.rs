@@ -92,11 +92,15 @@ impl KeyInterner {
         match self {
             KeyInterner::Int(k) => {
                 let dt = k.data_type.clone();
-                Ok(vec![dispatch_int!(&dt, T => k.emit::<T>(), _ => unreachable!())])
+                Ok(vec![
+                    dispatch_int!(&dt, T => k.emit::<T>(), _ => unreachable!()),
+                ])
             }
             KeyInterner::Bytes(k) => {
                 let dt = k.data_type.clone();
-                Ok(vec![dispatch_bytes!(&dt, T => k.emit::<T>(), _ => unreachable!())])
+                Ok(vec![
+                    dispatch_bytes!(&dt, T => k.emit::<T>(), _ => unreachable!()),
+                ])
             }
             KeyInterner::Rows(k) => Ok(k.converter.convert_rows(k.rows.iter())?),
         }
@@ -150,8 +154,12 @@ impl IntKeys {
         })
     }
 
-    fn intern<T: ArrowPrimitiveType>(&mut self, col: &ArrayRef, rows: Option<&[u32]>, groups: &mut Vec<u32>)
-    where
+    fn intern<T: ArrowPrimitiveType>(
+        &mut self,
+        col: &ArrayRef,
+        rows: Option<&[u32]>,
+        groups: &mut Vec<u32>,
+    ) where
         T::Native: IntKey,
     {
         let a = col.as_primitive::<T>();
@@ -179,9 +187,9 @@ impl IntKeys {
     {
         let values: ScalarBuffer<T::Native> =
             self.keys.iter().map(|&b| T::Native::from_bits(b)).collect();
-        let nulls = self.null_group.map(|g| {
-            NullBuffer::from_iter((0..self.keys.len()).map(|i| i != g as usize))
-        });
+        let nulls = self
+            .null_group
+            .map(|g| NullBuffer::from_iter((0..self.keys.len()).map(|i| i != g as usize)));
         Arc::new(PrimitiveArray::<T>::new(values, nulls))
     }
 }
@@ -219,7 +227,12 @@ impl ByteKeys {
         })
     }
 
-    fn intern<T: ByteArrayType>(&mut self, a: &GenericByteArray<T>, rows: Option<&[u32]>, groups: &mut Vec<u32>) {
+    fn intern<T: ByteArrayType>(
+        &mut self,
+        a: &GenericByteArray<T>,
+        rows: Option<&[u32]>,
+        groups: &mut Vec<u32>,
+    ) {
         let offsets = a.value_offsets();
         let data = a.value_data();
         let value = |r: usize| &data[offsets[r].as_usize()..offsets[r + 1].as_usize()];
@@ -269,7 +282,12 @@ pub(crate) struct RowKeys {
 }
 
 impl RowKeys {
-    fn intern(&mut self, keys: &[ArrayRef], rows: Option<&[u32]>, groups: &mut Vec<u32>) -> Result<()> {
+    fn intern(
+        &mut self,
+        keys: &[ArrayRef],
+        rows: Option<&[u32]>,
+        groups: &mut Vec<u32>,
+    ) -> Result<()> {
         let converted = self.converter.convert_columns(keys)?;
         let len = converted.num_rows();
         for_rows(len, rows, |r| {

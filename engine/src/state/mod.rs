@@ -67,7 +67,8 @@ impl WindowState {
         let n = self.keys.len();
         let end = plan.windows.end_of(start);
         let tz = plan.ts_timezone.clone();
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(2 + plan.key_indices.len() + self.accs.len());
+        let mut cols: Vec<ArrayRef> =
+            Vec::with_capacity(2 + plan.key_indices.len() + self.accs.len());
         cols.push(Arc::new(
             TimestampMillisecondArray::from(vec![start; n]).with_timezone_opt(tz.clone()),
         ));

@@ -1,0 +1,184 @@
+//! Backpressure, failure and shutdown: a slow consumer throttles producers, and a panicking
+//! worker ends the run with an error instead of a hang.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use weir_engine::{count, AggregateExpr, AggregateFunction, EngineError, GroupsAccumulator, Job};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("k", DataType::Int64, false),
+    ]))
+}
+
+/// A batch of `n` rows, all in the window starting at `window * 1000`.
+fn batch(window: i64, n: usize) -> RecordBatch {
+    let ts: Vec<i64> = (0..n as i64).map(|i| window * 1_000 + i % 1_000).collect();
+    let k: Vec<i64> = (0..n as i64).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(TimestampMillisecondArray::from(ts)) as ArrayRef,
+            Arc::new(Int64Array::from(k)),
+        ],
+    )
+    .unwrap()
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than `limit` (a hang).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).expect("the run hung")
+}
+
+#[test]
+fn a_slow_consumer_throttles_the_producer() {
+    let spec = Job::builder()
+        .parallelism(2)
+        .key_by(["k"])
+        .tumbling(Duration::from_secs(1))
+        .aggregate([count()])
+        .queue_capacity(2)
+        .results_capacity(2)
+        .pin_workers(false)
+        .build()
+        .unwrap();
+    let mut job = spec.start(schema()).unwrap();
+    let results = job.take_results().unwrap();
+    let mut input = job.input().unwrap();
+    let pushed = Arc::new(AtomicU64::new(0));
+    let progress = Arc::clone(&pushed);
+    // Every batch is a new window, so every batch makes results; nobody reads them yet.
+    let producer = std::thread::spawn(move || {
+        for w in 0..500 {
+            input.push(batch(w, 200)).unwrap();
+            progress.fetch_add(1, Ordering::SeqCst);
+        }
+        input.finish().unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stalled_at = pushed.load(Ordering::SeqCst);
+    // Queues of 2 batches between each stage bound what can be in flight: far fewer than 500.
+    assert!(
+        stalled_at < 60,
+        "the producer was not throttled: pushed {stalled_at} of 500"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        pushed.load(Ordering::SeqCst) - stalled_at <= 1,
+        "the producer kept going"
+    );
+
+    let received = within(Duration::from_secs(60), move || {
+        results.iter().map(|b| b.num_rows()).sum::<usize>()
+    });
+    producer.join().unwrap();
+    let stats = job.join().unwrap();
+    assert_eq!(received, 500 * 200);
+    assert!(
+        stats.input_blocked > Duration::from_millis(100),
+        "{:?}",
+        stats.input_blocked
+    );
+    assert!(stats.input_full_events > 0);
+}
+
+#[derive(Debug)]
+struct Explode;
+struct ExplodeAcc;
+
+impl AggregateFunction for Explode {
+    fn name(&self) -> &str {
+        "explode"
+    }
+    fn takes_input(&self) -> bool {
+        false
+    }
+    fn return_type(&self, _: Option<&DataType>) -> Result<DataType, String> {
+        Ok(DataType::UInt64)
+    }
+    fn accumulator(&self, _: Option<&DataType>) -> Box<dyn GroupsAccumulator> {
+        Box::new(ExplodeAcc)
+    }
+}
+
+impl GroupsAccumulator for ExplodeAcc {
+    fn update(&mut self, _: Option<&ArrayRef>, _: Option<&[u32]>, groups: &[u32], _: usize) {
+        if groups.len() > 100 {
+            panic!("boom: a big batch");
+        }
+    }
+    fn evaluate(&mut self) -> ArrayRef {
+        unreachable!()
+    }
+    fn size(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_panicking_worker_ends_the_run_with_an_error() {
+    let outcome = within(Duration::from_secs(30), || {
+        let spec = Job::builder()
+            .parallelism(2)
+            .key_by(["k"])
+            .aggregate([count(), AggregateExpr::new(Arc::new(Explode), None)])
+            .queue_capacity(1)
+            .pin_workers(false)
+            .build()
+            .unwrap();
+        let mut job = spec.start(schema()).unwrap();
+        let results = job.take_results().unwrap();
+        std::thread::spawn(move || results.iter().count());
+        let mut input = job.input().unwrap();
+        let mut push_err = None;
+        for w in 0..10_000 {
+            if let Err(e) = input.push(batch(w, 1000)) {
+                push_err = Some(e);
+                break;
+            }
+        }
+        drop(input);
+        (push_err, job.join())
+    });
+    let (push_err, joined) = outcome;
+    assert!(
+        matches!(push_err, Some(EngineError::Closed)),
+        "{push_err:?}"
+    );
+    match joined {
+        Err(EngineError::WorkerPanicked { message, .. }) => {
+            assert!(message.contains("boom"), "{message}")
+        }
+        other => panic!("expected a worker panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_an_input_without_finish_fails_the_run() {
+    let spec = Job::builder()
+        .key_by(["k"])
+        .aggregate([count()])
+        .build()
+        .unwrap();
+    let mut job = spec.start(schema()).unwrap();
+    let results = job.take_results().unwrap();
+    std::thread::spawn(move || results.iter().count());
+    let mut input = job.input().unwrap();
+    input.push(batch(0, 10)).unwrap();
+    drop(input);
+    let err = within(Duration::from_secs(30), move || job.join()).unwrap_err();
+    assert!(err.to_string().contains("without finish"), "{err}");
+}
