@@ -1,0 +1,19 @@
+//! weir-io: weir's inputs and outputs.
+//!
+//! * [`parse`]: fused, allocation-free access-log parsers (NGINX/Apache combined, common, and the
+//!   seed's simple `HH:mm:ss ip`) that turn bytes straight into Arrow `RecordBatch`es.
+//! * [`gen`]: deterministic synthetic access logs for tests and benchmarks.
+//! * [`error`]: the crate's one error type.
+//!
+//! io knows nothing of how windows are kept: it produces and consumes Arrow batches.
+
+pub mod error;
+pub mod gen;
+pub mod parse;
+pub mod sink;
+
+pub use error::{Error, ParseError, Result};
+pub use gen::{generate, GenOptions, GenSummary};
+pub use parse::{
+    detect_format, parse_all, Columns, LineParser, LogFormat, Malformed, ParseOptions, ParseStats,
+};
