@@ -310,7 +310,7 @@ impl JobSpec {
             .map(|producers| Input {
                 plan: Arc::clone(&plan),
                 producers,
-                partitioner: Partitioner::new(p),
+                partitioner: Partitioner::with_plan(Arc::clone(&plan), p),
                 watermark: InputWatermark::new(self.watermark, self.windows),
                 totals: Arc::clone(&totals),
                 rows: 0,
@@ -405,7 +405,7 @@ impl Input {
     }
 
     fn send_rows(&mut self, batch: &RecordBatch) -> Result<()> {
-        let parts = self.partitioner.split(&self.plan, batch)?;
+        let parts = self.partitioner.split(batch)?;
         for (producer, part) in self.producers.iter_mut().zip(parts) {
             if let Some(part) = part {
                 producer

@@ -5,37 +5,48 @@
 //! partition's rows column by column. No row ever passes through a Rust struct. When every row
 //! lands in one partition (always, with parallelism 1) the batch is passed on untouched.
 
+use std::sync::Arc;
+
 use arrow_array::{RecordBatch, UInt32Array};
+use arrow_schema::SchemaRef;
 use arrow_select::take::take_record_batch;
 
 use crate::error::Result;
 use crate::hash::partition_of;
+use crate::job::JobSpec;
 use crate::plan::Plan;
 
 /// Splits batches by key hash; holds scratch buffers reused from batch to batch.
 #[derive(Debug)]
 pub struct Partitioner {
+    plan: Arc<Plan>,
     partitions: usize,
     hashes: Vec<u64>,
     parts: Vec<u32>,
 }
 
 impl Partitioner {
-    /// A partitioner into `partitions` parts (at least 1).
-    pub fn new(partitions: usize) -> Self {
+    /// A partitioner for `spec`'s keys over batches of `schema`, into `spec.parallelism()` parts.
+    pub fn new(spec: &JobSpec, schema: SchemaRef) -> Result<Self> {
+        Ok(Self::with_plan(
+            Arc::new(Plan::new(spec, schema)?),
+            spec.parallelism(),
+        ))
+    }
+
+    pub(crate) fn with_plan(plan: Arc<Plan>, partitions: usize) -> Self {
         Self {
+            plan,
             partitions: partitions.max(1),
             hashes: Vec::new(),
             parts: Vec::new(),
         }
     }
 
-    /// Splits `batch` (rows of `plan`'s schema) into one optional sub-batch per partition.
-    pub(crate) fn split(
-        &mut self,
-        plan: &Plan,
-        batch: &RecordBatch,
-    ) -> Result<Vec<Option<RecordBatch>>> {
+    /// Splits `batch` into one optional sub-batch per partition: entry `i` holds the rows whose
+    /// key belongs to partition `i`, in their original order.
+    pub fn split(&mut self, batch: &RecordBatch) -> Result<Vec<Option<RecordBatch>>> {
+        let plan = &self.plan;
         let p = self.partitions;
         let mut out: Vec<Option<RecordBatch>> = vec![None; p];
         if batch.num_rows() == 0 {
