@@ -3,6 +3,9 @@
 //! * [`parse`]: fused, allocation-free access-log parsers (NGINX/Apache combined, common, and the
 //!   seed's simple `HH:mm:ss ip`) that turn bytes straight into Arrow `RecordBatch`es.
 //! * [`gen`]: deterministic synthetic access logs for tests and benchmarks.
+//! * [`source`]: memory-mapped files in line-aligned chunks, and streams (stdin, gzip, sockets)
+//!   in chunks of whole lines.
+//! * [`sink`]: result writers (the seed's print format, CSV, JSON lines, Arrow IPC).
 //! * [`error`]: the crate's one error type.
 //!
 //! io knows nothing of how windows are kept: it produces and consumes Arrow batches.
@@ -11,6 +14,7 @@ pub mod error;
 pub mod gen;
 pub mod parse;
 pub mod sink;
+pub mod source;
 
 pub use error::{Error, ParseError, Result};
 pub use gen::{generate, GenOptions, GenSummary};

@@ -2,9 +2,9 @@
 //!
 //! A [`BatchWriter`] takes whole result batches (`window_start`, `window_end`, key columns,
 //! aggregate columns) and writes them to any `Write`. Rows are formatted column by column
-//! through a [`ColumnFormatter`] chosen once per batch from the column's type, into one reused
-//! byte buffer that is written out when it grows past 64 KiB: no `String` per value, no
-//! `format!` on the hot path (integers go through `itoa`).
+//! through a `ColumnFormatter` chosen once per batch from the column's type, into one reused
+//! byte buffer that is written out every 64 KiB and at the end of each batch: no `String` per
+//! value, no `format!` on the hot path (integers go through `itoa`).
 //!
 //! | format  | one result row                                              |
 //! |---------|-------------------------------------------------------------|
@@ -195,7 +195,9 @@ impl BatchWriter for TextWriter {
                 self.spill()?;
             }
         }
-        Ok(())
+        // Whole batches reach the output as they come: a live `serve` shows each window when
+        // it closes, not when 64 KiB have piled up.
+        self.spill()
     }
 
     fn finish(&mut self) -> Result<()> {

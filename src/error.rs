@@ -1,0 +1,62 @@
+//! The error of weir's pipelines, and who has to act on it.
+
+use std::path::PathBuf;
+
+/// An error of a replay or serve run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request cannot work as given (a missing file, a bad flag value): fix the command.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading, parsing or writing failed.
+    #[error(transparent)]
+    Io(#[from] weir_io::Error),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] weir_engine::EngineError),
+    /// A network address could not be used.
+    #[error("{addr}: {what}: {source}")]
+    Net {
+        /// The address.
+        addr: String,
+        /// What was being done (`cannot listen`, …).
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit status for this error: 2 when the command line is at fault, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Io(weir_io::Error::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::InvalidInput
+                        | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                2
+            }
+            Error::Io(weir_io::Error::UnknownFormat { .. }) => 2,
+            Error::Engine(weir_engine::EngineError::Plan(_)) => 2,
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+}
+
+/// `Result` with weir's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: impl Into<PathBuf>, e: std::io::Error) -> Error {
+    Error::Io(weir_io::Error::io(path, e))
+}

@@ -1,0 +1,500 @@
+//! Replaying an access log through a job: the pipeline behind `weir replay`.
+//!
+//! ```text
+//!  mmapped file ─▶ chunk i (1 MiB, line-aligned) ─▶ parser thread t ─▶ Input t ─┐
+//!     (parser threads take chunks in file order from one counter)               ├─▶ workers ─▶ sink
+//!  stdin / .gz  ─▶ LineReader ─▶ one parser thread ─▶ Input 0 ─────────────────┘
+//! ```
+//!
+//! A file is parsed by several threads at once. Each thread owns an engine [`Input`] (its own
+//! watermark) and takes the next chunk from a shared counter, so all threads move through the
+//! file, and through event time, together: windows fire as the slowest thread passes them and
+//! state stays as small as a single reader's. Malformed lines are reported with their line
+//! numbers although no thread knows where its chunk starts: a parser is told that chunk `i`
+//! starts at line `i << 32 | 1`, and once every chunk's line count is known those numbers are
+//! rebased ([`rebase_line`]).
+//!
+//! [`Input`]: weir_engine::Input
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use weir_engine::{
+    count, Input, Job, JobSpec, JobStats, ResultSink, RunningJob, SinkError, WatermarkStrategy,
+};
+use weir_io::parse::{
+    detect_format, Columns, LineParser, LogFormat, Malformed, ParseOptions, ParseStats,
+};
+use weir_io::sink::{writer, BatchWriter, OutputFormat};
+use weir_io::source::{is_gzip, open_stream, LineReader, MappedFile, DEFAULT_CHUNK_BYTES};
+
+use crate::error::{io_err, Error, Result};
+
+/// How log lines are read.
+#[derive(Debug, Clone)]
+pub struct ParseConfig {
+    /// The format, or `None` to detect it from the first lines.
+    pub format: Option<LogFormat>,
+    /// Fail on the first malformed line instead of counting it.
+    pub strict: bool,
+    /// The date of the simple format's `HH:MM:SS` times, in days since the epoch.
+    pub simple_date_days: i32,
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        Self {
+            format: None,
+            strict: false,
+            simple_date_days: weir_io::parse::today_utc_days(),
+        }
+    }
+}
+
+/// What a job computes and where its results go.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Tumbling window size.
+    pub window: Duration,
+    /// Key columns (parser column names: `client`, `method`, `path`, `status`, …).
+    pub keys: Vec<String>,
+    /// Partition workers.
+    pub parallelism: usize,
+    /// Watermarks of each input.
+    pub watermark: WatermarkStrategy,
+    /// Results file, or stdout.
+    pub output: Option<PathBuf>,
+    /// Results format.
+    pub output_format: OutputFormat,
+    /// File for rows that arrive after their window fired (CSV), if wanted.
+    pub late_output: Option<PathBuf>,
+    /// Shift of the `print` format's clock, in seconds east of UTC.
+    pub utc_offset_secs: i32,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(5),
+            keys: vec!["client".into()],
+            parallelism: 1,
+            watermark: WatermarkStrategy::Ascending,
+            output: None,
+            output_format: OutputFormat::Print,
+            late_output: None,
+            utc_offset_secs: 0,
+        }
+    }
+}
+
+/// A progress callback: called with the number of input bytes just consumed.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Everything `weir replay` needs.
+#[derive(Clone)]
+pub struct ReplayConfig {
+    /// The log: a path, or `-` for stdin. `.gz` (or gzip content) is decompressed.
+    pub input: PathBuf,
+    /// How to read lines.
+    pub parse: ParseConfig,
+    /// What to compute and where to put it.
+    pub job: JobOptions,
+    /// Parser threads for a plain file (default: the number of cores).
+    pub parse_threads: usize,
+    /// Chunk size for parallel parsing.
+    pub chunk_bytes: usize,
+    /// Called as input is consumed.
+    pub progress: Option<Progress>,
+}
+
+impl ReplayConfig {
+    /// Defaults for `input`: auto-detected format, 5 s windows by client, print to stdout.
+    pub fn new(input: impl Into<PathBuf>) -> Self {
+        Self {
+            input: input.into(),
+            parse: ParseConfig::default(),
+            job: JobOptions::default(),
+            parse_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            progress: None,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The log format used.
+    pub format: LogFormat,
+    /// Lines, bytes, rows and malformed lines read (examples with their real line numbers).
+    pub parse: ParseStats,
+    /// The engine's counters.
+    pub job: JobStats,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// Size of the input when known in advance (a plain file).
+    pub input_bytes: Option<u64>,
+}
+
+/// Replays a log through the job described by `cfg`.
+pub fn replay(cfg: &ReplayConfig) -> Result<RunSummary> {
+    let started = Instant::now();
+    let path = cfg.input.as_path();
+    let stream = path.as_os_str() == "-" || {
+        let mut f = File::open(path).map_err(|e| io_err(path, e))?;
+        let mut magic = [0u8; 2];
+        let n = f.read(&mut magic).unwrap_or(0);
+        is_gzip(path, &magic[..n])
+    };
+    let mut summary = if stream {
+        replay_stream(cfg, open_stream(path)?)?
+    } else {
+        replay_file(cfg, &MappedFile::open(path)?)?
+    };
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// The parser columns a job over `keys` needs.
+pub fn columns_for(keys: &[String], format: LogFormat) -> Result<Columns> {
+    let mut cols = Columns::TS;
+    for k in keys {
+        let c = Columns::from_name(k).filter(|c| *c != Columns::TS).ok_or_else(|| {
+            Error::usage(format!(
+                "--key {k}: not a column of the access log (client, method, path, status, bytes, referer, user_agent)"
+            ))
+        })?;
+        if !Columns::available(format).contains(c) {
+            return Err(Error::usage(format!(
+                "--key {k}: the {} format has no such column",
+                format.name()
+            )));
+        }
+        cols = cols | c;
+    }
+    Ok(cols)
+}
+
+/// The job spec for `opts` with `inputs` inputs.
+pub fn job_spec(opts: &JobOptions, inputs: usize) -> Result<JobSpec> {
+    Ok(Job::builder()
+        .parallelism(opts.parallelism)
+        .inputs(inputs)
+        .event_time("ts")
+        .key_by(&opts.keys)
+        .tumbling(opts.window)
+        .watermark(opts.watermark)
+        .aggregate([count()])
+        .late_output(opts.late_output.is_some())
+        .build()?)
+}
+
+/// A started job whose results go to the configured output.
+pub(crate) struct Started {
+    pub job: RunningJob,
+    late: Option<JoinHandle<Result<()>>>,
+}
+
+impl Started {
+    pub(crate) fn start(opts: &JobOptions, spec: &JobSpec, parse: &ParseOptions) -> Result<Self> {
+        let schema = LineParser::new(parse.clone()).schema();
+        let out_schema = spec.output_schema(&schema)?;
+        let (out, name) = open_output(opts.output.as_deref())?;
+        let w = writer(
+            opts.output_format,
+            out,
+            name,
+            out_schema,
+            opts.utc_offset_secs,
+        )?;
+        let mut job = spec.start_with_sink(schema.clone(), Box::new(WriterSink(w)))?;
+        let late = match (&opts.late_output, job.take_late_records()) {
+            (Some(path), Some(rx)) => {
+                let (out, name) = open_output(Some(path))?;
+                let mut w = writer(OutputFormat::Csv, out, name, schema, 0)?;
+                Some(std::thread::spawn(move || -> Result<()> {
+                    for b in rx {
+                        w.write(&b)?;
+                    }
+                    Ok(w.finish()?)
+                }))
+            }
+            _ => None,
+        };
+        Ok(Self { job, late })
+    }
+
+    pub(crate) fn join(self) -> Result<JobStats> {
+        let stats = self.job.join()?;
+        if let Some(late) = self.late {
+            late.join()
+                .map_err(|_| Error::usage("the late-output writer panicked"))??;
+        }
+        Ok(stats)
+    }
+}
+
+struct WriterSink(Box<dyn BatchWriter>);
+
+impl ResultSink for WriterSink {
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        Ok(self.0.write(&batch)?)
+    }
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(self.0.finish()?)
+    }
+}
+
+fn open_output(path: Option<&Path>) -> Result<(Box<dyn std::io::Write + Send>, PathBuf)> {
+    match path {
+        None => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
+        Some(p) if p.as_os_str() == "-" => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
+        Some(p) => {
+            let f = File::create(p).map_err(|e| io_err(p, e))?;
+            Ok((Box::new(f), p.to_owned()))
+        }
+    }
+}
+
+/// Parse options for `format` and the job's keys.
+pub(crate) fn parse_options(
+    cfg: &ParseConfig,
+    format: LogFormat,
+    keys: &[String],
+) -> Result<ParseOptions> {
+    let mut o = ParseOptions::new(format).with_columns(columns_for(keys, format)?);
+    o.strict = cfg.strict;
+    o.simple_date_days = cfg.simple_date_days;
+    Ok(o)
+}
+
+/// The format from the config or from the first lines of `sample`.
+pub(crate) fn pick_format(cfg: &ParseConfig, sample: &[u8], path: &Path) -> Result<LogFormat> {
+    match cfg.format {
+        Some(f) => Ok(f),
+        None => detect_format(sample).ok_or_else(|| {
+            Error::Io(weir_io::Error::UnknownFormat {
+                path: path.to_owned(),
+            })
+        }),
+    }
+}
+
+fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
+    let data = file.bytes();
+    let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], file.path())?;
+    let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
+    let chunk_bytes = cfg.chunk_bytes.max(1);
+    let chunks = file.chunk_count(chunk_bytes);
+    let threads = cfg.parse_threads.clamp(1, chunks.max(1));
+    let spec = job_spec(&cfg.job, threads)?;
+    let mut started = Started::start(&cfg.job, &spec, &opts)?;
+    let inputs = started.job.take_inputs();
+
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let lines_per_chunk: Vec<AtomicU64> = (0..chunks).map(|_| AtomicU64::new(0)).collect();
+    let parsed: Vec<Result<ParseStats>> = std::thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .into_iter()
+            .map(|input| {
+                let (next, stop, lines, opts) = (&next, &stop, &lines_per_chunk, opts.clone());
+                s.spawn(move || {
+                    parse_chunks(
+                        file,
+                        chunk_bytes,
+                        opts,
+                        input,
+                        next,
+                        stop,
+                        lines,
+                        cfg.progress.as_ref(),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parser thread panicked"))
+            .collect()
+    });
+    let joined = started.join();
+
+    // Rebase line numbers: chunk i's first line is 1 + the lines of chunks 0..i.
+    let mut before = Vec::with_capacity(chunks);
+    let mut acc = 0u64;
+    for l in &lines_per_chunk {
+        before.push(acc);
+        acc += l.load(Ordering::Relaxed);
+    }
+    let mut stats = ParseStats::default();
+    for p in parsed {
+        match p {
+            Ok(s) => stats.merge(&s),
+            Err(Error::Io(weir_io::Error::Malformed { line, reason, text })) => {
+                let chunk = (line >> 32) as usize;
+                let start = file.chunk(chunk, chunk_bytes).map_or(0, |r| r.start);
+                let line = memchr::memchr_iter(b'\n', &data[..start]).count() as u64
+                    + (line & 0xFFFF_FFFF);
+                return Err(Error::Io(weir_io::Error::Malformed { line, reason, text }));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for m in &mut stats.examples {
+        m.line = rebase_line(m.line, &before);
+    }
+    Ok(RunSummary {
+        format,
+        parse: stats,
+        job: joined?,
+        elapsed: Duration::ZERO,
+        input_bytes: Some(data.len() as u64),
+    })
+}
+
+/// The real line number of a line numbered `chunk << 32 | line-in-chunk` (1-based), given the
+/// number of lines before each chunk.
+pub fn rebase_line(encoded: u64, lines_before: &[u64]) -> u64 {
+    let chunk = (encoded >> 32) as usize;
+    lines_before.get(chunk).copied().unwrap_or(0) + (encoded & 0xFFFF_FFFF)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_chunks(
+    file: &MappedFile,
+    chunk_bytes: usize,
+    opts: ParseOptions,
+    mut input: Input,
+    next: &AtomicUsize,
+    stop: &AtomicBool,
+    lines: &[AtomicU64],
+    progress: Option<&Progress>,
+) -> Result<ParseStats> {
+    let mut parser = LineParser::new(opts);
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let fail = |e: Error| {
+        stop.store(true, Ordering::Relaxed);
+        e
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(range) = file.chunk(i, chunk_bytes) else {
+            break;
+        };
+        let bytes = &file.bytes()[range];
+        let before = parser.stats().lines;
+        let parsed = parser.parse(bytes, (i as u64) << 32 | 1, &mut |b| batches.push(b));
+        lines[i].store(parser.stats().lines - before, Ordering::Relaxed);
+        parsed.map_err(|e| fail(e.into()))?;
+        for b in batches.drain(..) {
+            input.push(b).map_err(|e| fail(e.into()))?;
+        }
+        if let Some(p) = progress {
+            p(bytes.len() as u64);
+        }
+    }
+    parser.flush(&mut |b| batches.push(b));
+    for b in batches.drain(..) {
+        input.push(b)?;
+    }
+    input.finish()?;
+    Ok(parser.take_stats())
+}
+
+fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<RunSummary> {
+    let mut lines = LineReader::new(reader, cfg.input.clone(), 1 << 20);
+    let first = lines.next_chunk()?.map(<[u8]>::to_vec).unwrap_or_default();
+    let format = pick_format(&cfg.parse, &first, &cfg.input)?;
+    let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
+    let spec = job_spec(&cfg.job, 1)?;
+    let mut started = Started::start(&cfg.job, &spec, &opts)?;
+    let input = started.job.input().expect("one input");
+    let mut feed = Feed::new(opts, input);
+    let fed = (|| -> Result<()> {
+        feed.chunk(&first, false, cfg.progress.as_ref())?;
+        while let Some(chunk) = lines.next_chunk()? {
+            feed.chunk(chunk, false, cfg.progress.as_ref())?;
+        }
+        Ok(())
+    })();
+    let (stats, input) = feed.finish();
+    // Finish the input only after a clean read, so a broken stream fails the run.
+    let finished = fed.and_then(|()| Ok(input.finish()?));
+    let joined = started.join();
+    finished?;
+    Ok(RunSummary {
+        format,
+        parse: stats,
+        job: joined?,
+        elapsed: Duration::ZERO,
+        input_bytes: None,
+    })
+}
+
+/// A parser feeding one input from sequential chunks, numbering lines as it goes.
+pub(crate) struct Feed {
+    parser: LineParser,
+    input: Input,
+    batches: Vec<RecordBatch>,
+}
+
+impl Feed {
+    pub(crate) fn new(opts: ParseOptions, input: Input) -> Self {
+        Self {
+            parser: LineParser::new(opts),
+            input,
+            batches: Vec::new(),
+        }
+    }
+
+    /// Parses `chunk` and pushes its rows; with `flush`, also the rows still buffered (for live
+    /// sources, where the next line may be long in coming).
+    pub(crate) fn chunk(
+        &mut self,
+        chunk: &[u8],
+        flush: bool,
+        progress: Option<&Progress>,
+    ) -> Result<()> {
+        let first_line = self.parser.stats().lines + 1;
+        let batches = &mut self.batches;
+        self.parser
+            .parse(chunk, first_line, &mut |b| batches.push(b))?;
+        if flush {
+            self.parser.flush(&mut |b| batches.push(b));
+        }
+        for b in self.batches.drain(..) {
+            self.input.push(b)?;
+        }
+        if let Some(p) = progress {
+            p(chunk.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Pushes what is buffered and hands back the stats and the input.
+    pub(crate) fn finish(mut self) -> (ParseStats, Input) {
+        let batches = &mut self.batches;
+        self.parser.flush(&mut |b| batches.push(b));
+        for b in self.batches.drain(..) {
+            if self.input.push(b).is_err() {
+                break; // the job has failed; its error is reported by join
+            }
+        }
+        (self.parser.take_stats(), self.input)
+    }
+}
+
+/// The first malformed examples, as lines for a summary.
+pub fn describe_malformed(examples: &[Malformed]) -> Vec<String> {
+    examples
+        .iter()
+        .map(|m| format!("line {}: {}: {:?}", m.line, m.reason, m.text))
+        .collect()
+}
