@@ -88,7 +88,9 @@ fn detection(c: &mut Criterion) {
     let (bytes, _) = log_small();
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Bytes(4096));
-    g.bench_function("combined", |b| b.iter(|| detect_format(black_box(&bytes[..4096]))));
+    g.bench_function("combined", |b| {
+        b.iter(|| detect_format(black_box(&bytes[..4096])))
+    });
     g.finish();
 }
 
