@@ -1,7 +1,5 @@
 //! The error of weir's pipelines, and who has to act on it.
 
-use std::path::PathBuf;
-
 /// An error of a replay or serve run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,16 +31,6 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Io(weir_io::Error::Io { source, .. })
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound
-                        | std::io::ErrorKind::InvalidInput
-                        | std::io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                2
-            }
             Error::Io(weir_io::Error::UnknownFormat { .. }) => 2,
             Error::Engine(weir_engine::EngineError::Plan(_)) => 2,
             _ => 1,
@@ -57,6 +45,8 @@ impl Error {
 /// `Result` with weir's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn io_err(path: impl Into<PathBuf>, e: std::io::Error) -> Error {
-    Error::Io(weir_io::Error::io(path, e))
+/// An input or output that cannot be opened (missing, a directory, no permission) is the
+/// command line's fault: a usage error that keeps the path and the cause in its message.
+pub(crate) fn opening(e: weir_io::Error) -> Error {
+    Error::Usage(e.to_string())
 }

@@ -170,6 +170,10 @@ struct GenArgs {
     /// Fraction of malformed lines (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     malformed: f64,
+    /// Event time of the first line, in epoch milliseconds (default 2024-05-12 00:00:00 UTC).
+    /// The simple format has no date: keep its lines within one day.
+    #[arg(long)]
+    start_ms: Option<i64>,
     /// Write here instead of stdout.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
@@ -332,6 +336,10 @@ fn run_gen(a: GenArgs) -> Result<(), weir::Error> {
         out_of_order_ms: a.out_of_order.as_millis() as u64,
         malformed: a.malformed,
         ..GenOptions::default()
+    };
+    let opts = GenOptions {
+        start_ms: a.start_ms.unwrap_or(opts.start_ms),
+        ..opts
     };
     let path = a.output.clone().unwrap_or_else(|| "-".into());
     let io_err = |e| weir::Error::Io(weir::io::Error::io(&path, e));

@@ -34,7 +34,7 @@ use weir_io::parse::{
 use weir_io::sink::{writer, BatchWriter, OutputFormat};
 use weir_io::source::{is_gzip, open_stream, LineReader, MappedFile, DEFAULT_CHUNK_BYTES};
 
-use crate::error::{io_err, Error, Result};
+use crate::error::{opening, Error, Result};
 
 /// How log lines are read.
 #[derive(Debug, Clone)]
@@ -147,15 +147,21 @@ pub fn replay(cfg: &ReplayConfig) -> Result<RunSummary> {
     let started = Instant::now();
     let path = cfg.input.as_path();
     let stream = path.as_os_str() == "-" || {
-        let mut f = File::open(path).map_err(|e| io_err(path, e))?;
+        let mut f = File::open(path).map_err(|e| opening(weir_io::Error::io(path, e)))?;
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::usage(format!(
+                "{}: is a directory, not a log file",
+                path.display()
+            )));
+        }
         let mut magic = [0u8; 2];
         let n = f.read(&mut magic).unwrap_or(0);
         is_gzip(path, &magic[..n])
     };
     let mut summary = if stream {
-        replay_stream(cfg, open_stream(path)?)?
+        replay_stream(cfg, open_stream(path).map_err(opening)?)?
     } else {
-        replay_file(cfg, &MappedFile::open(path)?)?
+        replay_file(cfg, &MappedFile::open(path).map_err(opening)?)?
     };
     summary.elapsed = started.elapsed();
     Ok(summary)
@@ -176,7 +182,7 @@ pub fn columns_for(keys: &[String], format: LogFormat) -> Result<Columns> {
                 format.name()
             )));
         }
-        cols = cols | c;
+        cols |= c;
     }
     Ok(cols)
 }
@@ -256,7 +262,7 @@ fn open_output(path: Option<&Path>) -> Result<(Box<dyn std::io::Write + Send>, P
         None => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
         Some(p) if p.as_os_str() == "-" => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
         Some(p) => {
-            let f = File::create(p).map_err(|e| io_err(p, e))?;
+            let f = File::create(p).map_err(|e| opening(weir_io::Error::io(p, e)))?;
             Ok((Box::new(f), p.to_owned()))
         }
     }
@@ -333,7 +339,9 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
         before.push(acc);
         acc += l.load(Ordering::Relaxed);
     }
+    // A thread's own failure explains more than the `Closed` its stop causes in the others.
     let mut stats = ParseStats::default();
+    let mut failure: Option<Error> = None;
     for p in parsed {
         match p {
             Ok(s) => stats.merge(&s),
@@ -344,8 +352,20 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
                     + (line & 0xFFFF_FFFF);
                 return Err(Error::Io(weir_io::Error::Malformed { line, reason, text }));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                if failure.is_none()
+                    || matches!(
+                        failure,
+                        Some(Error::Engine(weir_engine::EngineError::Closed))
+                    )
+                {
+                    failure = Some(e);
+                }
+            }
         }
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     for m in &mut stats.examples {
         m.line = rebase_line(m.line, &before);

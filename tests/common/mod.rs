@@ -1,0 +1,207 @@
+//! Helpers shared by the end-to-end tests: running the built `weir` binary, and an independent
+//! reference for per-window counts, written from the format's definition with `str` methods and
+//! no code from weir.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `(window_start_ms, client) → count`.
+pub type Counts = BTreeMap<(i64, String), u64>;
+
+/// The `weir` binary built for these tests.
+pub fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// Runs `weir` with `args`; panics with its stderr unless it succeeds.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = weir().args(args).output().expect("run weir");
+    assert!(
+        out.status.success(),
+        "weir {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `shared/data/real/NAME` beside the repository.
+pub fn real(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/real")
+        .join(name)
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+}
+
+fn clf_time(s: &str) -> Option<i64> {
+    // dd/Mon/yyyy:HH:MM:SS +hhmm
+    let (date, rest) = s.split_once(':')?;
+    let mut d = date.split('/');
+    let day: i64 = d.next()?.parse().ok()?;
+    let name = d.next()?;
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == name)? as i64
+        + 1;
+    let year: i64 = d.next()?.parse().ok()?;
+    let (clock, zone) = rest.split_once(' ')?;
+    let hms: Vec<i64> = clock
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else { return None };
+    let zone = zone.strip_suffix(']')?;
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let zh: i64 = zone.get(1..3)?.parse().ok()?;
+    let zm: i64 = zone.get(3..5)?.parse().ok()?;
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let secs = days_from_civil(year, mon, day) * 86_400 + h * 3600 + m * 60 + sec
+        - sign * (zh * 3600 + zm * 60);
+    Some(secs * 1000)
+}
+
+/// One parsed line of the reference: `Some((ts_ms, client))`, `None` when malformed.
+pub fn reference_line(line: &str, simple_day: i64) -> Option<(i64, String)> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let (client, rest) = line.split_once(' ')?;
+    if client.is_empty() {
+        // The simple format starts with the time; CLF with the client.
+        return None;
+    }
+    if client.len() == 8 && client.as_bytes()[2] == b':' && !rest.contains('[') {
+        let hms: Vec<i64> = client
+            .split(':')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let [h, m, s] = hms[..] else { return None };
+        let ip = rest.split(' ').next()?;
+        if ip.is_empty() || h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        return Some((
+            (simple_day * 86_400 + h * 3600 + m * 60 + s) * 1000,
+            ip.to_string(),
+        ));
+    }
+    let open = rest.find('[')?;
+    let ts = clf_time(rest.get(open + 1..open + 28)?)?;
+    Some((ts, client.to_string()))
+}
+
+/// Reference counts of a log: every well-formed line counted (no lateness) in windows of
+/// `window_ms`, plus the number of malformed lines.
+pub fn reference(log: &[u8], window_ms: i64, simple_day: i64) -> (Counts, u64) {
+    let text = String::from_utf8_lossy(log);
+    let mut counts = Counts::new();
+    let mut malformed = 0;
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    for line in body.split('\n') {
+        match reference_line(line, simple_day) {
+            Some((ts, client)) => {
+                *counts
+                    .entry((ts.div_euclid(window_ms) * window_ms, client))
+                    .or_default() += 1
+            }
+            None => malformed += 1,
+        }
+    }
+    (counts, malformed)
+}
+
+/// Parses weir's CSV output (`window_start,window_end,client,count`), checking each window is
+/// `window_ms` long and no (window, client) appears twice.
+pub fn parse_csv(csv: &[u8], window_ms: i64) -> Counts {
+    let text = std::str::from_utf8(csv).expect("utf-8 csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("window_start,window_end,client,count"));
+    let mut counts = Counts::new();
+    for l in lines {
+        // The client may be quoted; the other fields are numbers.
+        let (start, rest) = l.split_once(',').unwrap();
+        let (end, rest) = rest.split_once(',').unwrap();
+        let (client, count) = rest.rsplit_once(',').unwrap();
+        let client = client.trim_matches('"').replace("\"\"", "\"");
+        let start: i64 = start.parse().unwrap();
+        assert_eq!(end.parse::<i64>().unwrap() - start, window_ms, "{l}");
+        let prev = counts.insert((start, client), count.parse().unwrap());
+        assert!(prev.is_none(), "duplicate row {l}");
+    }
+    counts
+}
+
+/// The shipped `NAME.expected.csv` (`window_start,client,count`, no header).
+pub fn expected_csv(name: &str) -> Counts {
+    let text = std::fs::read_to_string(real(name)).unwrap();
+    text.lines()
+        .map(|l| {
+            let (start, rest) = l.split_once(',').unwrap();
+            let (client, count) = rest.rsplit_once(',').unwrap();
+            (
+                (start.parse().unwrap(), client.to_string()),
+                count.parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Counts per window start in delivery order must never go back in time.
+pub fn assert_windows_ascending(csv: &[u8]) {
+    let starts: Vec<i64> = std::str::from_utf8(csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "windows out of order"
+    );
+}
+
+/// Asserts two count tables are equal, showing a few differences rather than both tables.
+#[track_caller]
+pub fn assert_counts_eq(got: &Counts, expected: &Counts, ctx: &str) {
+    if got == expected {
+        return;
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, v)| expected.get(*k) != Some(v))
+        .take(5)
+        .collect();
+    panic!(
+        "{ctx}: {} rows vs {} expected ({} vs {} counted); expected but not got: {missing:?}; got but not expected: {extra:?}",
+        got.len(),
+        expected.len(),
+        got.values().sum::<u64>(),
+        expected.values().sum::<u64>()
+    );
+}
