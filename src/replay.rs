@@ -364,16 +364,17 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
             }
         }
     }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let joined_stats = match failure {
+        Some(e) => settle(Err(e), joined)?,
+        None => joined?,
+    };
     for m in &mut stats.examples {
         m.line = rebase_line(m.line, &before);
     }
     Ok(RunSummary {
         format,
         parse: stats,
-        job: joined?,
+        job: joined_stats,
         elapsed: Duration::ZERO,
         input_bytes: Some(data.len() as u64),
     })
@@ -447,12 +448,11 @@ fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<Run
     let (stats, input) = feed.finish();
     // Finish the input only after a clean read, so a broken stream fails the run.
     let finished = fed.and_then(|()| Ok(input.finish()?));
-    let joined = started.join();
-    finished?;
+    let job = settle(finished, started.join())?;
     Ok(RunSummary {
         format,
         parse: stats,
-        job: joined?,
+        job,
         elapsed: Duration::ZERO,
         input_bytes: None,
     })
@@ -508,6 +508,16 @@ impl Feed {
             }
         }
         (self.parser.take_stats(), self.input)
+    }
+}
+
+/// The outcome of a run from the feeding side's result and the job's: the feeding error wins,
+/// unless it is only the `Closed` that the job's own failure caused.
+pub(crate) fn settle(fed: Result<()>, joined: Result<JobStats>) -> Result<JobStats> {
+    match (fed, joined) {
+        (Err(Error::Engine(weir_engine::EngineError::Closed)), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(()), joined) => joined,
     }
 }
 

@@ -13,7 +13,8 @@ use weir_io::source::LineReader;
 
 use crate::error::{Error, Result};
 use crate::replay::{
-    job_spec, parse_options, pick_format, Feed, JobOptions, ParseConfig, RunSummary, Started,
+    job_spec, parse_options, pick_format, settle, Feed, JobOptions, ParseConfig, RunSummary,
+    Started,
 };
 
 /// Everything `weir serve` needs.
@@ -77,12 +78,11 @@ pub fn serve(cfg: &ServeConfig, on_listening: impl FnOnce(SocketAddr)) -> Result
     })();
     let (stats, input) = feed.finish();
     let finished = fed.and_then(|()| Ok(input.finish()?));
-    let joined = started.join();
-    finished?;
+    let job = settle(finished, started.join())?;
     Ok(RunSummary {
         format,
         parse: stats,
-        job: joined?,
+        job,
         elapsed: started_at.elapsed().max(Duration::ZERO),
         input_bytes: None,
     })

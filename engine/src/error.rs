@@ -33,7 +33,7 @@ pub enum EngineError {
     Closed,
     /// The result sink refused a batch.
     #[error("result sink failed: {0}")]
-    Sink(Box<dyn std::error::Error + Send + Sync>),
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An Arrow kernel failed.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -494,7 +494,19 @@ impl RunningJob {
         for input in std::mem::take(&mut self.inputs) {
             let _ = input.finish();
         }
+        // Errors by how much they explain: a panic, then a worker's own error, then the
+        // collector's (a failing sink), and last `Closed`, which only echoes one of those.
+        let rank = |e: &EngineError| match e {
+            EngineError::WorkerPanicked { .. } => 0,
+            EngineError::Closed => 3,
+            _ => 1,
+        };
         let mut first_err: Option<EngineError> = None;
+        let keep = |e: EngineError, first_err: &mut Option<EngineError>| {
+            if first_err.as_ref().is_none_or(|f| rank(&e) < rank(f)) {
+                *first_err = Some(e);
+            }
+        };
         let mut stats = JobStats::default();
         for (worker, handle) in self.workers.into_iter().enumerate() {
             match handle.join() {
@@ -509,19 +521,17 @@ impl RunningJob {
                     stats.peak_window_bytes = stats.peak_window_bytes.max(r.peak_state_bytes);
                     stats.worker_blocked += r.output_blocked;
                 }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
+                Ok(Err(e)) => keep(e, &mut first_err),
                 Err(payload) => {
                     let message = payload
                         .downcast_ref::<&str>()
                         .map(|s| s.to_string())
                         .or_else(|| payload.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "(no message)".into());
-                    // A panic explains more than the errors it causes elsewhere.
-                    if !matches!(first_err, Some(EngineError::WorkerPanicked { .. })) {
-                        first_err = Some(EngineError::WorkerPanicked { worker, message });
-                    }
+                    keep(
+                        EngineError::WorkerPanicked { worker, message },
+                        &mut first_err,
+                    );
                 }
             }
         }
@@ -530,10 +540,12 @@ impl RunningJob {
             .collector
             .join()
             .map_err(|_| EngineError::Internal("the collector thread panicked".into()))?;
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        let c = collected?;
+        let c = match (collected, first_err) {
+            (Ok(c), None) => c,
+            (Ok(_), Some(e)) => return Err(e),
+            (Err(_), Some(e)) if rank(&e) < 2 => return Err(e),
+            (Err(c), _) => return Err(c),
+        };
         stats.windows_fired = c.windows;
         stats.result_rows = c.rows;
         stats.result_batches = c.batches;
