@@ -445,10 +445,7 @@ fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<Run
         }
         Ok(())
     })();
-    let (stats, input) = feed.finish();
-    // Finish the input only after a clean read, so a broken stream fails the run.
-    let finished = fed.and_then(|()| Ok(input.finish()?));
-    let job = settle(finished, started.join())?;
+    let (stats, job) = feed.close(fed, started)?;
     Ok(RunSummary {
         format,
         parse: stats,
@@ -498,16 +495,25 @@ impl Feed {
         Ok(())
     }
 
-    /// Pushes what is buffered and hands back the stats and the input.
-    pub(crate) fn finish(mut self) -> (ParseStats, Input) {
-        let batches = &mut self.batches;
-        self.parser.flush(&mut |b| batches.push(b));
-        for b in self.batches.drain(..) {
-            if self.input.push(b).is_err() {
-                break; // the job has failed; its error is reported by join
+    /// Ends the run: pushes what is buffered and finishes the input if `fed` (the reading
+    /// side's result) is a success, then waits for the job. A broken stream fails the run
+    /// instead of ending it early as if the input were complete.
+    pub(crate) fn close(self, fed: Result<()>, started: Started) -> Result<(ParseStats, JobStats)> {
+        let Feed {
+            mut parser,
+            mut input,
+            mut batches,
+        } = self;
+        parser.flush(&mut |b| batches.push(b));
+        // On failure the input is dropped unfinished here, before the join: the job then stops
+        // with an error instead of waiting for more input.
+        let fed = fed.and_then(|()| {
+            for b in batches.drain(..) {
+                input.push(b)?;
             }
-        }
-        (self.parser.take_stats(), self.input)
+            Ok(input.finish()?)
+        });
+        Ok((parser.take_stats(), settle(fed, started.join())?))
     }
 }
 

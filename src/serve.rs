@@ -13,8 +13,7 @@ use weir_io::source::LineReader;
 
 use crate::error::{Error, Result};
 use crate::replay::{
-    job_spec, parse_options, pick_format, settle, Feed, JobOptions, ParseConfig, RunSummary,
-    Started,
+    job_spec, parse_options, pick_format, Feed, JobOptions, ParseConfig, RunSummary, Started,
 };
 
 /// Everything `weir serve` needs.
@@ -76,9 +75,7 @@ pub fn serve(cfg: &ServeConfig, on_listening: impl FnOnce(SocketAddr)) -> Result
             lines = LineReader::new(conn, peer.to_string(), 1 << 16);
         }
     })();
-    let (stats, input) = feed.finish();
-    let finished = fed.and_then(|()| Ok(input.finish()?));
-    let job = settle(finished, started.join())?;
+    let (stats, job) = feed.close(fed, started)?;
     Ok(RunSummary {
         format,
         parse: stats,

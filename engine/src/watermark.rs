@@ -155,17 +155,27 @@ impl CombinedWatermark {
     }
 
     /// The combined watermark at `now`.
+    ///
+    /// As in Flink's watermark valve, an input that becomes idle stops counting while another
+    /// is still active. When every live input has gone quiet, the one active last was the only
+    /// active input when the others went idle, so its watermark stands: the result depends on
+    /// the order in which inputs fell silent, not on when this is asked.
     pub fn current(&self, now: Instant) -> i64 {
         let live = self.inputs.iter().filter(|s| !s.ended);
         let Some(timeout) = self.idle_timeout else {
             return live.map(|s| s.wm).min().unwrap_or(i64::MAX);
         };
         let is_idle = |s: &InputState| now.duration_since(s.last_active) > timeout;
-        let active_min = live.clone().filter(|s| !is_idle(s)).map(|s| s.wm).min();
-        match active_min {
-            Some(m) => m,
-            // Every live input is idle: hold at the minimum, do not invent progress.
-            None => live.map(|s| s.wm).min().unwrap_or(i64::MAX),
+        if let Some(m) = live.clone().filter(|s| !is_idle(s)).map(|s| s.wm).min() {
+            return m;
+        }
+        match live.clone().map(|s| s.last_active).max() {
+            Some(last) => live
+                .filter(|s| s.last_active == last)
+                .map(|s| s.wm)
+                .min()
+                .unwrap_or(i64::MAX),
+            None => i64::MAX,
         }
     }
 }
@@ -215,8 +225,14 @@ mod tests {
         let later = t0 + Duration::from_millis(200);
         c.touch(0, later);
         assert_eq!(c.current(later), 10, "input 1 is idle");
+        let quiet = later + Duration::from_millis(500);
+        assert_eq!(
+            c.current(quiet),
+            10,
+            "all quiet: the input active last stands"
+        );
         c.end(0);
-        assert_eq!(c.current(later), 5, "only idle inputs left: hold");
+        assert_eq!(c.current(later), 5, "only input 1 left");
         c.end(1);
         assert!(c.all_ended());
         assert_eq!(c.current(later), i64::MAX);

@@ -182,3 +182,34 @@ fn dropping_an_input_without_finish_fails_the_run() {
     let err = within(Duration::from_secs(30), move || job.join()).unwrap_err();
     assert!(err.to_string().contains("without finish"), "{err}");
 }
+
+#[test]
+fn an_idle_input_stops_holding_windows_back() {
+    let spec = Job::builder()
+        .inputs(2)
+        .key_by(["k"])
+        .tumbling(Duration::from_secs(1))
+        .aggregate([count()])
+        .idle_timeout(Duration::from_millis(50))
+        .pin_workers(false)
+        .build()
+        .unwrap();
+    let mut job = spec.start(schema()).unwrap();
+    let results = job.take_results().unwrap();
+    let mut inputs = job.take_inputs();
+    let silent = inputs.pop().unwrap();
+    let mut busy = inputs.pop().unwrap();
+    // Windows 0 and 1; the row in window 1 moves the busy input's watermark past window 0.
+    busy.push(batch(0, 10)).unwrap();
+    busy.push(batch(1, 10)).unwrap();
+    // The silent input has sent nothing: without the idle timeout window 0 would wait for it
+    // forever. With it, window 0 fires while both inputs are still open.
+    let first = results
+        .recv_timeout(Duration::from_secs(10))
+        .expect("window 0 fired although one input is idle");
+    assert_eq!(first.num_rows(), 10);
+    busy.finish().unwrap();
+    silent.finish().unwrap();
+    assert_eq!(results.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+    job.join().unwrap();
+}

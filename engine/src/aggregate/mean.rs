@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, ArrowPrimitiveType, Float64Array};
-use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
-use super::numeric::{dispatch_numeric, is_numeric, visit, Widen};
+use super::numeric::{dispatch_numeric, is_numeric, nulls_from_seen, visit, Widen};
 use super::{AggregateFunction, GroupsAccumulator};
 
 /// The mean of a numeric column per group.
@@ -68,13 +67,12 @@ where
     fn evaluate(&mut self) -> ArrayRef {
         let sums = std::mem::take(&mut self.sums);
         let counts = std::mem::take(&mut self.counts);
-        let nulls = NullBuffer::from_iter(counts.iter().map(|&c| c > 0));
         let means: Vec<f64> = sums
             .iter()
             .zip(&counts)
             .map(|(&s, &c)| if c > 0 { s / c as f64 } else { 0.0 })
             .collect();
-        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        let nulls = nulls_from_seen(counts.iter().map(|&c| c > 0).collect());
         Arc::new(Float64Array::new(means.into(), nulls))
     }
 

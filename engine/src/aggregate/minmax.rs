@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, PrimitiveArray};
-use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
-use super::numeric::{dispatch_numeric, is_numeric, visit};
+use super::numeric::{dispatch_numeric, is_numeric, nulls_from_seen, visit};
 use super::{AggregateFunction, GroupsAccumulator};
 
 /// The smallest value per group.
@@ -96,8 +95,7 @@ impl<T: ArrowPrimitiveType, const MAX: bool> GroupsAccumulator for Extreme<T, MA
     }
 
     fn evaluate(&mut self) -> ArrayRef {
-        let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
-        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        let nulls = nulls_from_seen(std::mem::take(&mut self.seen));
         let vals = std::mem::take(&mut self.vals);
         Arc::new(PrimitiveArray::<T>::new(vals.into(), nulls))
     }

@@ -2,11 +2,18 @@
 //! the null check hoisted out of the loop, and dispatching on the Arrow type once per batch.
 
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
+use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
 /// Whether `dt` is a numeric type the built-in aggregates accept.
 pub(crate) fn is_numeric(dt: &DataType) -> bool {
     dt.is_integer() || matches!(dt, DataType::Float32 | DataType::Float64)
+}
+
+/// The validity of per-group results from whether each group saw a value; `None` when all did.
+pub(crate) fn nulls_from_seen(seen: Vec<bool>) -> Option<NullBuffer> {
+    let nulls = NullBuffer::from(seen);
+    (nulls.null_count() > 0).then_some(nulls)
 }
 
 /// Calls `f(group, value)` for every non-null selected row. Four loops, so that the common case
@@ -47,53 +54,21 @@ pub(crate) fn visit<T: ArrowPrimitiveType>(
     }
 }
 
-/// Expands `$body` once per numeric Arrow type, with `$t` bound to that type, for the type of
-/// `$dt`; `$other` is evaluated for anything else.
+/// Expands `$body` once per numeric Arrow type (the integers of
+/// [`dispatch_int`](crate::hash::dispatch_int) and the two floats), with `$t` bound to that
+/// type, for the type of `$dt`; `$other` is evaluated for anything else.
 macro_rules! dispatch_numeric {
     ($dt:expr, $t:ident => $body:expr, _ => $other:expr) => {{
-        use arrow_array::types::*;
         match $dt {
-            arrow_schema::DataType::Int8 => {
-                type $t = Int8Type;
-                $body
-            }
-            arrow_schema::DataType::Int16 => {
-                type $t = Int16Type;
-                $body
-            }
-            arrow_schema::DataType::Int32 => {
-                type $t = Int32Type;
-                $body
-            }
-            arrow_schema::DataType::Int64 => {
-                type $t = Int64Type;
-                $body
-            }
-            arrow_schema::DataType::UInt8 => {
-                type $t = UInt8Type;
-                $body
-            }
-            arrow_schema::DataType::UInt16 => {
-                type $t = UInt16Type;
-                $body
-            }
-            arrow_schema::DataType::UInt32 => {
-                type $t = UInt32Type;
-                $body
-            }
-            arrow_schema::DataType::UInt64 => {
-                type $t = UInt64Type;
-                $body
-            }
             arrow_schema::DataType::Float32 => {
-                type $t = Float32Type;
+                type $t = arrow_array::types::Float32Type;
                 $body
             }
             arrow_schema::DataType::Float64 => {
-                type $t = Float64Type;
+                type $t = arrow_array::types::Float64Type;
                 $body
             }
-            _ => $other,
+            dt => $crate::hash::dispatch_int!(dt, $t => $body, _ => $other),
         }
     }};
 }

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, PrimitiveArray};
-use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
-use super::numeric::{is_numeric, visit, Widen};
+use super::numeric::{is_numeric, nulls_from_seen, visit, Widen};
 use super::{AggregateFunction, GroupsAccumulator};
 
 /// Sums a numeric column per group.
@@ -92,8 +91,7 @@ where
     }
 
     fn evaluate(&mut self) -> ArrayRef {
-        let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
-        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        let nulls = nulls_from_seen(std::mem::take(&mut self.seen));
         let sums = std::mem::take(&mut self.sums);
         Arc::new(PrimitiveArray::<O>::new(sums.into(), nulls))
     }
