@@ -5,7 +5,9 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, UInt64Array};
 use arrow_schema::DataType;
 
-use super::{AggregateFunction, GroupsAccumulator};
+use super::{AggregateFunction, FrozenState, GroupsAccumulator};
+use crate::state::encode::{DecodeError, Reader};
+use crate::state::paged::PagedVec;
 
 /// Counts rows per group.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,23 +33,36 @@ impl AggregateFunction for Count {
 
 #[derive(Debug, Default)]
 struct CountAcc {
-    counts: Vec<u64>,
+    counts: PagedVec<u64>,
 }
 
 impl GroupsAccumulator for CountAcc {
     fn update(&mut self, _: Option<&ArrayRef>, _: Option<&[u32]>, groups: &[u32], n: usize) {
-        self.counts.resize(n, 0);
-        let counts = &mut self.counts[..];
+        self.counts.grow_to(n);
+        let mut counts = self.counts.pages_mut();
         for &g in groups {
-            counts[g as usize] += 1;
+            *counts.at(g as usize) += 1;
         }
     }
 
     fn evaluate(&mut self) -> ArrayRef {
-        Arc::new(UInt64Array::from(std::mem::take(&mut self.counts)))
+        Arc::new(UInt64Array::from(std::mem::take(&mut self.counts).to_vec()))
     }
 
     fn size(&self) -> usize {
-        self.counts.capacity() * 8
+        self.counts.size()
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn FrozenState>> {
+        Some(Box::new(self.counts.snapshot()))
+    }
+
+    fn restore(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader::new(payload);
+        self.counts = PagedVec::decode(&mut r)?;
+        if !r.is_empty() {
+            return Err(DecodeError("count state has extra bytes".into()));
+        }
+        Ok(())
     }
 }

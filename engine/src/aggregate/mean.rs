@@ -8,7 +8,9 @@ use arrow_array::{ArrayRef, ArrowPrimitiveType, Float64Array};
 use arrow_schema::DataType;
 
 use super::numeric::{dispatch_numeric, is_numeric, nulls_from_seen, visit, Widen};
-use super::{AggregateFunction, GroupsAccumulator};
+use super::{decode_pair, AggregateFunction, FrozenState, GroupsAccumulator};
+use crate::state::encode::DecodeError;
+use crate::state::paged::PagedVec;
 
 /// The mean of a numeric column per group.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,16 +31,16 @@ impl AggregateFunction for Mean {
 
     fn accumulator(&self, input: Option<&DataType>) -> Box<dyn GroupsAccumulator> {
         dispatch_numeric!(input.expect("checked"), T => Box::new(MeanAcc::<T> {
-            sums: Vec::new(),
-            counts: Vec::new(),
+            sums: PagedVec::default(),
+            counts: PagedVec::default(),
             _type: PhantomData,
         }), _ => unreachable!("checked by return_type"))
     }
 }
 
 struct MeanAcc<T> {
-    sums: Vec<f64>,
-    counts: Vec<u64>,
+    sums: PagedVec<f64>,
+    counts: PagedVec<u64>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -54,19 +56,19 @@ where
         groups: &[u32],
         n: usize,
     ) {
-        self.sums.resize(n, 0.0);
-        self.counts.resize(n, 0);
+        self.sums.grow_to(n);
+        self.counts.grow_to(n);
         let values = values.expect("mean has an input").as_primitive::<T>();
-        let (sums, counts) = (&mut self.sums[..], &mut self.counts[..]);
+        let (mut sums, mut counts) = (self.sums.pages_mut(), self.counts.pages_mut());
         visit(values, rows, groups, |g, v| {
-            sums[g] += v.widen();
-            counts[g] += 1;
+            *sums.at(g) += v.widen();
+            *counts.at(g) += 1;
         });
     }
 
     fn evaluate(&mut self) -> ArrayRef {
-        let sums = std::mem::take(&mut self.sums);
-        let counts = std::mem::take(&mut self.counts);
+        let sums = std::mem::take(&mut self.sums).to_vec();
+        let counts = std::mem::take(&mut self.counts).to_vec();
         let means: Vec<f64> = sums
             .iter()
             .zip(&counts)
@@ -77,6 +79,15 @@ where
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * 8 + self.counts.capacity() * 8
+        self.sums.size() + self.counts.size()
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn FrozenState>> {
+        Some(Box::new((self.sums.snapshot(), self.counts.snapshot())))
+    }
+
+    fn restore(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
+        (self.sums, self.counts) = decode_pair(payload)?;
+        Ok(())
     }
 }

@@ -10,7 +10,9 @@ use arrow_array::{ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, PrimitiveArra
 use arrow_schema::DataType;
 
 use super::numeric::{dispatch_numeric, is_numeric, nulls_from_seen, visit};
-use super::{AggregateFunction, GroupsAccumulator};
+use super::{decode_pair, AggregateFunction, FrozenState, GroupsAccumulator};
+use crate::state::encode::{DecodeError, Fixed};
+use crate::state::paged::PagedVec;
 
 /// The smallest value per group.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,20 +58,23 @@ impl AggregateFunction for Max {
 
 /// Minimum (`MAX == false`) or maximum (`MAX == true`) per group.
 struct Extreme<T: ArrowPrimitiveType, const MAX: bool> {
-    vals: Vec<T::Native>,
-    seen: Vec<bool>,
+    vals: PagedVec<T::Native>,
+    seen: PagedVec<bool>,
 }
 
 impl<T: ArrowPrimitiveType, const MAX: bool> Default for Extreme<T, MAX> {
     fn default() -> Self {
         Self {
-            vals: Vec::new(),
-            seen: Vec::new(),
+            vals: PagedVec::default(),
+            seen: PagedVec::default(),
         }
     }
 }
 
-impl<T: ArrowPrimitiveType, const MAX: bool> GroupsAccumulator for Extreme<T, MAX> {
+impl<T: ArrowPrimitiveType, const MAX: bool> GroupsAccumulator for Extreme<T, MAX>
+where
+    T::Native: Fixed,
+{
     fn update(
         &mut self,
         values: Option<&ArrayRef>,
@@ -77,30 +82,36 @@ impl<T: ArrowPrimitiveType, const MAX: bool> GroupsAccumulator for Extreme<T, MA
         groups: &[u32],
         n: usize,
     ) {
-        self.vals.resize(n, T::Native::default());
-        self.seen.resize(n, false);
+        self.vals.grow_to(n);
+        self.seen.grow_to(n);
         let values = values.expect("min/max have an input").as_primitive::<T>();
-        let (vals, seen) = (&mut self.vals[..], &mut self.seen[..]);
+        let (mut vals, mut seen) = (self.vals.pages_mut(), self.seen.pages_mut());
         visit(values, rows, groups, |g, v| {
-            let better = if MAX {
-                v.is_gt(vals[g])
-            } else {
-                v.is_lt(vals[g])
-            };
-            if better || !seen[g] {
-                vals[g] = v;
-                seen[g] = true;
+            let (cur, seen) = (vals.at(g), seen.at(g));
+            let better = if MAX { v.is_gt(*cur) } else { v.is_lt(*cur) };
+            if better || !*seen {
+                *cur = v;
+                *seen = true;
             }
         });
     }
 
     fn evaluate(&mut self) -> ArrayRef {
-        let nulls = nulls_from_seen(std::mem::take(&mut self.seen));
-        let vals = std::mem::take(&mut self.vals);
+        let nulls = nulls_from_seen(std::mem::take(&mut self.seen).to_vec());
+        let vals = std::mem::take(&mut self.vals).to_vec();
         Arc::new(PrimitiveArray::<T>::new(vals.into(), nulls))
     }
 
     fn size(&self) -> usize {
-        self.vals.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+        self.vals.size() + self.seen.size()
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn FrozenState>> {
+        Some(Box::new((self.vals.snapshot(), self.seen.snapshot())))
+    }
+
+    fn restore(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
+        (self.vals, self.seen) = decode_pair(payload)?;
+        Ok(())
     }
 }

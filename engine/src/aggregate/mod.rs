@@ -24,6 +24,9 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 use arrow_schema::DataType;
 
+use crate::state::encode::{DecodeError, Fixed, Out, Reader};
+use crate::state::paged::PagedVec;
+
 pub use count::Count;
 pub use mean::Mean;
 pub use minmax::{Max, Min};
@@ -66,6 +69,62 @@ pub trait GroupsAccumulator: Send {
 
     /// Approximate bytes of state held.
     fn size(&self) -> usize;
+
+    /// A frozen copy of the state for a checkpoint. It must be cheap (share pages with the live
+    /// state, see `PagedVec`): a worker takes it while its stream waits; it is encoded later on
+    /// another thread. `None`: this accumulator cannot be checkpointed.
+    fn snapshot(&self) -> Option<Box<dyn FrozenState>> {
+        None
+    }
+
+    /// Replaces the state with one encoded by the [`FrozenState`] of a snapshot.
+    fn restore(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
+        let _ = payload;
+        Err(DecodeError(
+            "this aggregate does not support checkpoints".into(),
+        ))
+    }
+}
+
+/// Accumulator state frozen at a checkpoint barrier, to be encoded off the worker thread.
+pub trait FrozenState: Send + Sync {
+    /// Exact number of bytes [`FrozenState::encode`] writes.
+    fn encoded_len(&self) -> usize;
+    /// Writes the state.
+    fn encode(&self, out: &mut Out<'_>);
+}
+
+impl<T: Fixed> FrozenState for PagedVec<T> {
+    fn encoded_len(&self) -> usize {
+        PagedVec::encoded_len(self)
+    }
+    fn encode(&self, out: &mut Out<'_>) {
+        PagedVec::encode(self, out)
+    }
+}
+
+impl<A: FrozenState, B: FrozenState> FrozenState for (A, B) {
+    fn encoded_len(&self) -> usize {
+        self.0.encoded_len() + self.1.encoded_len()
+    }
+    fn encode(&self, out: &mut Out<'_>) {
+        self.0.encode(out);
+        self.1.encode(out);
+    }
+}
+
+/// Decodes `payload` as the encoding of two paged vectors, refusing leftovers.
+pub(crate) fn decode_pair<A: Fixed, B: Fixed>(
+    payload: &[u8],
+) -> Result<(PagedVec<A>, PagedVec<B>), DecodeError> {
+    let mut r = Reader::new(payload);
+    let pair = (PagedVec::decode(&mut r)?, PagedVec::decode(&mut r)?);
+    if !r.is_empty() || pair.0.len() != pair.1.len() {
+        return Err(DecodeError(
+            "accumulator state of unequal or extra parts".into(),
+        ));
+    }
+    Ok(pair)
 }
 
 /// One aggregate in a job: a function, its input column and its output column name.

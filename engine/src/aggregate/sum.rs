@@ -9,7 +9,9 @@ use arrow_array::{ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, PrimitiveArra
 use arrow_schema::DataType;
 
 use super::numeric::{is_numeric, nulls_from_seen, visit, Widen};
-use super::{AggregateFunction, GroupsAccumulator};
+use super::{decode_pair, AggregateFunction, FrozenState, GroupsAccumulator};
+use crate::state::encode::{DecodeError, Fixed};
+use crate::state::paged::PagedVec;
 
 /// Sums a numeric column per group.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,18 +54,19 @@ where
     T: ArrowPrimitiveType,
     O: ArrowPrimitiveType,
     T::Native: Widen<O::Native>,
+    O::Native: Fixed,
 {
     Box::new(SumAcc::<T, O> {
-        sums: Vec::new(),
-        seen: Vec::new(),
+        sums: PagedVec::default(),
+        seen: PagedVec::default(),
         _types: PhantomData,
     })
 }
 
 struct SumAcc<T: ArrowPrimitiveType, O: ArrowPrimitiveType> {
-    sums: Vec<O::Native>,
+    sums: PagedVec<O::Native>,
     /// Whether a group saw a non-null value; a group of only nulls sums to null.
-    seen: Vec<bool>,
+    seen: PagedVec<bool>,
     _types: PhantomData<fn() -> T>,
 }
 
@@ -72,6 +75,7 @@ where
     T: ArrowPrimitiveType,
     O: ArrowPrimitiveType,
     T::Native: Widen<O::Native>,
+    O::Native: Fixed,
 {
     fn update(
         &mut self,
@@ -80,23 +84,33 @@ where
         groups: &[u32],
         n: usize,
     ) {
-        self.sums.resize(n, O::Native::default());
-        self.seen.resize(n, false);
+        self.sums.grow_to(n);
+        self.seen.grow_to(n);
         let values = values.expect("sum has an input").as_primitive::<T>();
-        let (sums, seen) = (&mut self.sums[..], &mut self.seen[..]);
+        let (mut sums, mut seen) = (self.sums.pages_mut(), self.seen.pages_mut());
         visit(values, rows, groups, |g, v| {
-            sums[g] = sums[g].add_wrapping(v.widen());
-            seen[g] = true;
+            let s = sums.at(g);
+            *s = s.add_wrapping(v.widen());
+            *seen.at(g) = true;
         });
     }
 
     fn evaluate(&mut self) -> ArrayRef {
-        let nulls = nulls_from_seen(std::mem::take(&mut self.seen));
-        let sums = std::mem::take(&mut self.sums);
+        let nulls = nulls_from_seen(std::mem::take(&mut self.seen).to_vec());
+        let sums = std::mem::take(&mut self.sums).to_vec();
         Arc::new(PrimitiveArray::<O>::new(sums.into(), nulls))
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * std::mem::size_of::<O::Native>() + self.seen.capacity()
+        self.sums.size() + self.seen.size()
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn FrozenState>> {
+        Some(Box::new((self.sums.snapshot(), self.seen.snapshot())))
+    }
+
+    fn restore(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
+        (self.sums, self.seen) = decode_pair(payload)?;
+        Ok(())
     }
 }

@@ -20,17 +20,20 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::ByteArrayType;
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, GenericByteArray, PrimitiveArray};
 use arrow_buffer::{ArrowNativeType, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_row::{RowConverter, Rows};
+use arrow_row::RowConverter;
 use hashbrown::HashTable;
 
+use super::arena::ByteArena;
+use super::encode::{DecodeError, Out, Reader};
+use super::paged::PagedVec;
 use crate::error::Result;
 use crate::hash::{dispatch_bytes, dispatch_int, hash_bytes, hash_u64, IntKey, KeyKind};
 
 /// The distinct keys of one window and their group ids.
 pub(crate) enum KeyInterner {
     Int(IntKeys),
-    Bytes(ByteKeys),
-    Rows(RowKeys),
+    Bytes(ByteKeys, arrow_schema::DataType),
+    Rows(ByteKeys, Arc<RowConverter>),
 }
 
 impl KeyInterner {
@@ -38,22 +41,12 @@ impl KeyInterner {
         match kind {
             KeyKind::Int(dt) => KeyInterner::Int(IntKeys {
                 table: HashTable::new(),
-                keys: Vec::new(),
+                keys: PagedVec::default(),
                 null_group: None,
                 data_type: dt.clone(),
             }),
-            KeyKind::Bytes(dt) => KeyInterner::Bytes(ByteKeys {
-                table: HashTable::new(),
-                offsets: vec![0],
-                data: Vec::new(),
-                null_group: None,
-                data_type: dt.clone(),
-            }),
-            KeyKind::Rows(conv) => KeyInterner::Rows(RowKeys {
-                table: HashTable::new(),
-                rows: conv.empty_rows(0, 0),
-                converter: Arc::clone(conv),
-            }),
+            KeyKind::Bytes(dt) => KeyInterner::Bytes(ByteKeys::new(), dt.clone()),
+            KeyKind::Rows(conv) => KeyInterner::Rows(ByteKeys::new(), Arc::clone(conv)),
         }
     }
 
@@ -61,8 +54,7 @@ impl KeyInterner {
     pub(crate) fn len(&self) -> usize {
         match self {
             KeyInterner::Int(k) => k.keys.len(),
-            KeyInterner::Bytes(k) => k.offsets.len() - 1,
-            KeyInterner::Rows(k) => k.rows.num_rows(),
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => k.arena.len(),
         }
     }
 
@@ -78,11 +70,10 @@ impl KeyInterner {
                 let dt = k.data_type.clone();
                 dispatch_int!(&dt, T => k.intern::<T>(&keys[0], rows, groups), _ => unreachable!())
             }
-            KeyInterner::Bytes(k) => {
-                let dt = k.data_type.clone();
-                dispatch_bytes!(&dt, T => k.intern(keys[0].as_bytes::<T>(), rows, groups), _ => unreachable!())
+            KeyInterner::Bytes(k, dt) => {
+                dispatch_bytes!(dt, T => k.intern(keys[0].as_bytes::<T>(), rows, groups), _ => unreachable!())
             }
-            KeyInterner::Rows(k) => k.intern(keys, rows, groups)?,
+            KeyInterner::Rows(k, conv) => k.intern_rows(conv, keys, rows, groups)?,
         }
         Ok(())
     }
@@ -96,24 +87,100 @@ impl KeyInterner {
                     dispatch_int!(&dt, T => k.emit::<T>(), _ => unreachable!()),
                 ])
             }
-            KeyInterner::Bytes(k) => {
-                let dt = k.data_type.clone();
-                Ok(vec![
-                    dispatch_bytes!(&dt, T => k.emit::<T>(), _ => unreachable!()),
-                ])
-            }
-            KeyInterner::Rows(k) => Ok(k.converter.convert_rows(k.rows.iter())?),
+            KeyInterner::Bytes(k, dt) => Ok(vec![
+                dispatch_bytes!(&dt, T => k.emit::<T>(), _ => unreachable!()),
+            ]),
+            KeyInterner::Rows(k, conv) => k.emit_rows(&conv),
         }
+    }
+
+    /// A frozen copy of the keys, sharing pages with the live ones. O(pages).
+    pub(crate) fn snapshot(&self) -> FrozenKeys {
+        match self {
+            KeyInterner::Int(k) => FrozenKeys::Int(k.keys.snapshot(), k.null_group),
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => {
+                FrozenKeys::Bytes(k.arena.snapshot(), k.null_group)
+            }
+        }
+    }
+
+    /// Rebuilds an interner of `kind` from keys encoded by [`FrozenKeys::encode`], with the same
+    /// group ids.
+    pub(crate) fn restore(kind: &KeyKind, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let tag = r.bytes(1, "key kind")?[0];
+        let null = u32::from_le_bytes(r.bytes(4, "null group")?.try_into().expect("4 bytes"));
+        let null_group = (null != u32::MAX).then_some(null);
+        let mut interner = KeyInterner::new(kind);
+        let dup = |g: usize| DecodeError(format!("key of group {g} appears twice"));
+        match (&mut interner, tag) {
+            (KeyInterner::Int(k), 0) => {
+                for (g, key) in PagedVec::<u64>::decode(r)?.iter().enumerate() {
+                    if Some(g as u32) == null_group {
+                        k.keys.push(0);
+                        k.null_group = null_group;
+                    } else if k.group_of(key) != g as u32 {
+                        return Err(dup(g));
+                    }
+                }
+            }
+            (KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _), 1) => {
+                for (g, key) in ByteArena::decode(r)?.iter().enumerate() {
+                    if Some(g as u32) == null_group {
+                        k.null_group();
+                    } else if k.group_of(key) != g as u32 {
+                        return Err(dup(g));
+                    }
+                }
+            }
+            _ => {
+                return Err(DecodeError(format!(
+                    "key kind {tag} does not match the job's keys"
+                )))
+            }
+        }
+        if null_group.is_some_and(|g| g as usize >= interner.len()) {
+            return Err(DecodeError("null group out of range".into()));
+        }
+        Ok(interner)
     }
 
     /// Approximate bytes held.
     pub(crate) fn size(&self) -> usize {
         match self {
-            KeyInterner::Int(k) => k.table.capacity() * 16 + k.keys.capacity() * 8,
-            KeyInterner::Bytes(k) => {
-                k.table.capacity() * 16 + k.offsets.capacity() * 8 + k.data.capacity()
+            KeyInterner::Int(k) => k.table.capacity() * 16 + k.keys.size(),
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => {
+                k.table.capacity() * 16 + k.arena.size()
             }
-            KeyInterner::Rows(k) => k.table.capacity() * 16 + k.rows.size(),
+        }
+    }
+}
+
+/// The keys of a window frozen at a checkpoint barrier.
+pub(crate) enum FrozenKeys {
+    Int(PagedVec<u64>, Option<u32>),
+    Bytes(ByteArena, Option<u32>),
+}
+
+impl FrozenKeys {
+    /// Exact bytes [`FrozenKeys::encode`] writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        5 + match self {
+            FrozenKeys::Int(v, _) => v.encoded_len(),
+            FrozenKeys::Bytes(a, _) => a.encoded_len(),
+        }
+    }
+
+    /// `u8` kind (0 integer, 1 bytes) | `u32` null group (`u32::MAX`: none) | the keys.
+    pub(crate) fn encode(&self, out: &mut Out<'_>) {
+        let (tag, null) = match self {
+            FrozenKeys::Int(_, n) => (0u8, n),
+            FrozenKeys::Bytes(_, n) => (1u8, n),
+        };
+        out.bytes(&[tag]);
+        out.bytes(&null.unwrap_or(u32::MAX).to_le_bytes());
+        match self {
+            FrozenKeys::Int(v, _) => v.encode(out),
+            FrozenKeys::Bytes(a, _) => a.encode(out),
         }
     }
 }
@@ -129,7 +196,7 @@ fn for_rows(len: usize, rows: Option<&[u32]>, mut f: impl FnMut(usize)) {
 
 pub(crate) struct IntKeys {
     table: HashTable<(u64, u32)>,
-    keys: Vec<u64>,
+    keys: PagedVec<u64>,
     null_group: Option<u32>,
     data_type: arrow_schema::DataType,
 }
@@ -185,8 +252,7 @@ impl IntKeys {
     where
         T::Native: IntKey,
     {
-        let values: ScalarBuffer<T::Native> =
-            self.keys.iter().map(|&b| T::Native::from_bits(b)).collect();
+        let values: ScalarBuffer<T::Native> = self.keys.iter().map(T::Native::from_bits).collect();
         let nulls = self
             .null_group
             .map(|g| NullBuffer::from_iter((0..self.keys.len()).map(|i| i != g as usize)));
@@ -194,37 +260,42 @@ impl IntKeys {
     }
 }
 
+/// Byte-string keys (one string/binary column, or the arrow-row encoding of several columns)
+/// in a copy-on-write [`ByteArena`]; group `g` is string `g`.
 pub(crate) struct ByteKeys {
     table: HashTable<(u64, u32)>,
-    offsets: Vec<usize>,
-    data: Vec<u8>,
+    arena: ByteArena,
     null_group: Option<u32>,
-    data_type: arrow_schema::DataType,
 }
 
 impl ByteKeys {
+    fn new() -> Self {
+        Self {
+            table: HashTable::new(),
+            arena: ByteArena::default(),
+            null_group: None,
+        }
+    }
+
     #[inline(always)]
     fn group_of(&mut self, k: &[u8]) -> u32 {
         let h = hash_bytes(k);
-        let (offsets, data) = (&self.offsets, &self.data);
-        let found = self.table.find(h, |e| {
-            e.0 == h && &data[offsets[e.1 as usize]..offsets[e.1 as usize + 1]] == k
-        });
-        if let Some(&(_, g)) = found {
+        let arena = &self.arena;
+        if let Some(&(_, g)) = self.table.find(h, |e| e.0 == h && arena.get(e.1) == k) {
             return g;
         }
-        let g = (self.offsets.len() - 1) as u32;
-        self.data.extend_from_slice(k);
-        self.offsets.push(self.data.len());
+        let g = self.arena.push(k);
         self.table.insert_unique(h, (h, g), |e| e.0);
         g
     }
 
     fn null_group(&mut self) -> u32 {
-        *self.null_group.get_or_insert_with(|| {
-            self.offsets.push(self.data.len());
-            (self.offsets.len() - 2) as u32
-        })
+        if let Some(g) = self.null_group {
+            return g;
+        }
+        let g = self.arena.push(&[]);
+        self.null_group = Some(g);
+        g
     }
 
     fn intern<T: ByteArrayType>(
@@ -253,13 +324,33 @@ impl ByteKeys {
         }
     }
 
+    fn intern_rows(
+        &mut self,
+        converter: &RowConverter,
+        keys: &[ArrayRef],
+        rows: Option<&[u32]>,
+        groups: &mut Vec<u32>,
+    ) -> Result<()> {
+        let converted = converter.convert_columns(keys)?;
+        groups.reserve(rows.map_or(converted.num_rows(), <[u32]>::len));
+        for_rows(converted.num_rows(), rows, |r| {
+            let g = self.group_of(converted.row(r).as_ref());
+            groups.push(g);
+        });
+        Ok(())
+    }
+
     fn emit<T: ByteArrayType>(self) -> ArrayRef {
-        let n = self.offsets.len() - 1;
-        let offsets: Vec<T::Offset> = self
-            .offsets
-            .iter()
-            .map(|&o| T::Offset::from_usize(o).expect("key bytes overflow the offset type"))
-            .collect();
+        let n = self.arena.len();
+        let mut offsets: Vec<T::Offset> = Vec::with_capacity(n + 1);
+        let mut data: Vec<u8> = Vec::with_capacity(self.arena.byte_len());
+        offsets.push(T::Offset::usize_as(0));
+        for k in self.arena.iter() {
+            data.extend_from_slice(k);
+            offsets.push(
+                T::Offset::from_usize(data.len()).expect("key bytes overflow the offset type"),
+            );
+        }
         let nulls = self
             .null_group
             .map(|g| NullBuffer::from_iter((0..n).map(|i| i != g as usize)));
@@ -267,47 +358,15 @@ impl ByteKeys {
         // valid for it (UTF-8 for strings); `try_new` checks anyway, once per window.
         let array = GenericByteArray::<T>::try_new(
             OffsetBuffer::new(offsets.into()),
-            Buffer::from_vec(self.data),
+            Buffer::from_vec(data),
             nulls,
         )
         .expect("interned keys form a valid array");
         Arc::new(array)
     }
-}
 
-pub(crate) struct RowKeys {
-    table: HashTable<(u64, u32)>,
-    rows: Rows,
-    converter: Arc<RowConverter>,
-}
-
-impl RowKeys {
-    fn intern(
-        &mut self,
-        keys: &[ArrayRef],
-        rows: Option<&[u32]>,
-        groups: &mut Vec<u32>,
-    ) -> Result<()> {
-        let converted = self.converter.convert_columns(keys)?;
-        let len = converted.num_rows();
-        for_rows(len, rows, |r| {
-            let row = converted.row(r);
-            let h = hash_bytes(row.as_ref());
-            let stored = &self.rows;
-            let found = self
-                .table
-                .find(h, |e| e.0 == h && stored.row(e.1 as usize) == row);
-            let g = match found {
-                Some(&(_, g)) => g,
-                None => {
-                    let g = self.rows.num_rows() as u32;
-                    self.rows.push(row);
-                    self.table.insert_unique(h, (h, g), |e| e.0);
-                    g
-                }
-            };
-            groups.push(g);
-        });
-        Ok(())
+    fn emit_rows(self, converter: &RowConverter) -> Result<Vec<ArrayRef>> {
+        let parser = converter.parser();
+        Ok(converter.convert_rows(self.arena.iter().map(|b| parser.parse(b)))?)
     }
 }
