@@ -27,6 +27,7 @@ use crate::partition::Partitioner;
 use crate::plan::Plan;
 use crate::queue::{self, Producer};
 use crate::sink::{collect, CollectorReport, ResultSink, SinkError};
+use crate::snapshot::{self, WorkerSnapshot};
 use crate::stats::JobStats;
 use crate::watermark::{InputWatermark, WatermarkStrategy};
 use crate::window::TumblingWindows;
@@ -68,6 +69,7 @@ impl Default for JobBuilder {
                 pin_workers: true,
                 ordered: true,
                 late_output: false,
+                snapshots: None,
             },
             window: Duration::from_secs(5),
         }
@@ -163,6 +165,14 @@ impl JobBuilder {
         self
     }
 
+    /// Sends every worker's [`WorkerSnapshot`] here at each aligned checkpoint barrier (see
+    /// [`Input::barrier`]). Without it barriers still align and reach the sink, but no state is
+    /// saved. The receiver must keep up: a worker waits while this channel is full.
+    pub fn snapshots(mut self, tx: crossbeam_channel::Sender<WorkerSnapshot>) -> Self {
+        self.spec.snapshots = Some(tx);
+        self
+    }
+
     /// Checks what can be checked without a schema and returns the spec.
     pub fn build(mut self) -> Result<JobSpec> {
         self.spec.windows = TumblingWindows::try_new(self.window).ok_or_else(|| {
@@ -208,6 +218,7 @@ pub struct JobSpec {
     pub(crate) pin_workers: bool,
     pub(crate) ordered: bool,
     pub(crate) late_output: bool,
+    pub(crate) snapshots: Option<crossbeam_channel::Sender<WorkerSnapshot>>,
 }
 
 impl JobSpec {
@@ -247,8 +258,46 @@ impl JobSpec {
     pub fn start_with_sink(
         &self,
         schema: SchemaRef,
-        mut sink: Box<dyn ResultSink>,
+        sink: Box<dyn ResultSink>,
     ) -> Result<RunningJob> {
+        self.launch(schema, sink, None)
+    }
+
+    /// Starts the job from a checkpoint: `states[i]` is what [`WorkerSnapshot::encode`] wrote
+    /// for worker `i` (one per worker, same parallelism). The caller rewinds its sources to the
+    /// positions of the same checkpoint and resumes each input's watermark
+    /// ([`Input::resume_watermark`]).
+    pub fn start_restored(
+        &self,
+        schema: SchemaRef,
+        sink: Box<dyn ResultSink>,
+        states: &[&[u8]],
+    ) -> Result<RunningJob> {
+        if states.len() != self.parallelism {
+            return Err(EngineError::Plan(format!(
+                "the checkpoint has state for {} workers, the job has parallelism {}; restart \
+                 with --parallelism {} (re-splitting state is not supported)",
+                states.len(),
+                self.parallelism,
+                states.len()
+            )));
+        }
+        let plan = Plan::new(self, schema.clone())?;
+        let restored = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| snapshot::decode(&plan, i, s))
+            .collect::<Result<Vec<_>>>()?;
+        self.launch(schema, sink, Some(restored))
+    }
+
+    fn launch(
+        &self,
+        schema: SchemaRef,
+        mut sink: Box<dyn ResultSink>,
+        restored: Option<Vec<snapshot::RestoredWorker>>,
+    ) -> Result<RunningJob> {
+        let mut restored = restored.map(|r| r.into_iter());
         let plan = Arc::new(Plan::new(self, schema)?);
         let p = self.parallelism;
         let cores = if self.pin_workers {
@@ -289,6 +338,8 @@ impl JobSpec {
                 late: late_tx.clone(),
                 idle_timeout: self.idle_timeout,
                 core: cores.as_ref().map(|ids| ids[index]),
+                snapshots: self.snapshots.clone(),
+                restored: restored.as_mut().and_then(Iterator::next),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("weir-worker-{index}"))
@@ -391,6 +442,18 @@ impl Input {
     /// This input's current watermark.
     pub fn watermark(&self) -> i64 {
         self.watermark.current()
+    }
+
+    /// The largest event time pushed so far: what a source saves at a checkpoint barrier to
+    /// resume this input's watermark after a restore.
+    pub fn max_timestamp(&self) -> i64 {
+        self.watermark.max_timestamp()
+    }
+
+    /// Resumes the watermark of a restored input from the [`Input::max_timestamp`] saved at
+    /// the checkpoint, so rows replayed after it are judged late exactly as they were.
+    pub fn resume_watermark(&mut self, max_timestamp: i64) {
+        self.watermark.resume(max_timestamp);
     }
 
     /// Rows pushed through this input.
@@ -520,6 +583,9 @@ impl RunningJob {
                     stats.peak_open_windows = stats.peak_open_windows.max(r.peak_open_windows);
                     stats.peak_window_bytes = stats.peak_window_bytes.max(r.peak_state_bytes);
                     stats.worker_blocked += r.output_blocked;
+                    stats.snapshots += r.snapshots;
+                    stats.snapshot_pause_total += r.pause_total;
+                    stats.snapshot_pause_max = stats.snapshot_pause_max.max(r.pause_max);
                 }
                 Ok(Err(e)) => keep(e, &mut first_err),
                 Err(payload) => {

@@ -117,10 +117,12 @@ pub(crate) fn collect(
     };
     let mut wms = vec![i64::MIN; n];
     let mut ended = vec![false; n];
-    let mut barriers: BTreeMap<u64, usize> = BTreeMap::new();
+    // A worker that has delivered barrier n is not read again until every worker has: what it
+    // sends after the barrier belongs to the next checkpoint (alignment, as in the workers).
+    let mut held: Vec<Option<u64>> = vec![None; n];
     while !ended.iter().all(|&e| e) {
         let mut sel = Select::new();
-        let open: Vec<usize> = (0..n).filter(|&i| !ended[i]).collect();
+        let open: Vec<usize> = (0..n).filter(|&i| !ended[i] && held[i].is_none()).collect();
         for &i in &open {
             sel.recv(outputs[i].receiver());
         }
@@ -145,16 +147,7 @@ pub(crate) fn collect(
                 wms[w] = wm;
                 c.release(*wms.iter().min().expect("at least one worker"))?;
             }
-            Ok(Message::Barrier(Barrier { epoch })) => {
-                let seen = barriers.entry(epoch).or_default();
-                *seen += 1;
-                if *seen == n {
-                    barriers.remove(&epoch);
-                    c.release(i64::MAX)?;
-                    c.report.checkpoints += 1;
-                    c.sink.checkpoint(epoch).map_err(EngineError::Sink)?;
-                }
-            }
+            Ok(Message::Barrier(Barrier { epoch })) => held[w] = Some(epoch),
             Ok(Message::End) => {
                 ended[w] = true;
                 wms[w] = i64::MAX;
@@ -165,6 +158,17 @@ pub(crate) fn collect(
                     "partition worker {w} stopped before the end of its input"
                 )))
             }
+        }
+        let aligned = held.iter().flatten().next().copied().filter(|&epoch| {
+            held.iter()
+                .zip(&ended)
+                .all(|(h, &e)| e || *h == Some(epoch))
+        });
+        if let Some(epoch) = aligned {
+            held.iter_mut().for_each(|h| *h = None);
+            c.release(i64::MAX)?;
+            c.report.checkpoints += 1;
+            c.sink.checkpoint(epoch).map_err(EngineError::Sink)?;
         }
     }
     c.release(i64::MAX)?;

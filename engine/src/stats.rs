@@ -35,6 +35,12 @@ pub struct JobStats {
     pub input_full_events: u64,
     /// Time workers spent blocked on their output queues (backpressure from the sink).
     pub worker_blocked: Duration,
+    /// Worker snapshots taken at checkpoint barriers (one per worker per checkpoint).
+    pub snapshots: u64,
+    /// Longest pause of a worker to take a snapshot.
+    pub snapshot_pause_max: Duration,
+    /// Sum of all snapshot pauses.
+    pub snapshot_pause_total: Duration,
     /// Wall time from start to the end of the last worker.
     pub elapsed: Duration,
 }

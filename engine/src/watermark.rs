@@ -70,6 +70,23 @@ impl InputWatermark {
         self.current
     }
 
+    /// The largest timestamp seen.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_ts
+    }
+
+    /// Continues as if `max_ts` had been the largest timestamp seen (a restored input).
+    pub fn resume(&mut self, max_ts: i64) {
+        let bound = match self.strategy {
+            WatermarkStrategy::Ascending => 0,
+            WatermarkStrategy::BoundedOutOfOrderness(b) => b,
+            WatermarkStrategy::EndOfInput => return,
+        };
+        self.max_ts = max_ts;
+        self.current = max_ts.saturating_sub(bound);
+        self.next_end = self.windows.next_end_after(self.current);
+    }
+
     /// Observes `ts` in order and returns the end (exclusive) of the first run of rows after
     /// which the watermark crosses a window boundary, with the new watermark; `None` when the
     /// rest of `ts` crosses none. Call it again on the remaining rows.

@@ -26,6 +26,7 @@ use crate::error::{EngineError, Result};
 use crate::message::{Barrier, Message};
 use crate::plan::Plan;
 use crate::queue::{Consumer, Producer};
+use crate::snapshot::{RestoredWorker, WorkerSnapshot};
 use crate::state::WindowStore;
 use crate::watermark::CombinedWatermark;
 
@@ -41,6 +42,9 @@ pub(crate) struct WorkerReport {
     pub output_blocked: Duration,
     pub peak_open_windows: usize,
     pub peak_state_bytes: usize,
+    pub snapshots: u64,
+    pub pause_total: Duration,
+    pub pause_max: Duration,
 }
 
 /// Everything a worker thread starts with.
@@ -52,9 +56,15 @@ pub(crate) struct Worker {
     pub late: Option<Sender<RecordBatch>>,
     pub idle_timeout: Option<Duration>,
     pub core: Option<core_affinity::CoreId>,
+    /// Where snapshots go at aligned barriers; `None`: barriers pass without one.
+    pub snapshots: Option<Sender<WorkerSnapshot>>,
+    /// State to start from (a restored checkpoint).
+    pub restored: Option<RestoredWorker>,
 }
 
 struct Running {
+    index: usize,
+    snapshots: Option<Sender<WorkerSnapshot>>,
     plan: Arc<Plan>,
     store: WindowStore,
     output: Producer,
@@ -75,13 +85,21 @@ impl Worker {
             late,
             idle_timeout,
             core,
+            snapshots,
+            restored,
         } = self;
+        let (watermark, store) = match restored {
+            Some(r) => (r.watermark, r.store),
+            None => (i64::MIN, WindowStore::default()),
+        };
         let mut run = Running {
+            index,
+            snapshots,
             plan,
-            store: WindowStore::default(),
+            store,
             output,
             late,
-            watermark: i64::MIN,
+            watermark,
             groups: Vec::new(),
             report: WorkerReport::default(),
         };
@@ -92,6 +110,10 @@ impl Worker {
         }
         let n = inputs.len();
         let mut wm = CombinedWatermark::new(n, idle_timeout);
+        for i in 0..n {
+            // A restored worker's inputs resume where the checkpoint left them.
+            wm.update(i, watermark);
+        }
         let mut ended = vec![false; n];
         let mut held: Vec<Option<u64>> = vec![None; n];
         let mut open: Vec<usize> = Vec::with_capacity(n);
@@ -197,6 +219,30 @@ impl Running {
             return Ok(());
         }
         held.iter_mut().for_each(|h| *h = None);
+        if let Some(tx) = &self.snapshots {
+            let started = Instant::now();
+            let state = self
+                .store
+                .snapshot()
+                .map_err(|e| EngineError::Plan(e.to_string()))?;
+            let pause = started.elapsed();
+            let r = &mut self.report;
+            r.snapshots += 1;
+            r.pause_total += pause;
+            r.pause_max = r.pause_max.max(pause);
+            let snapshot = WorkerSnapshot {
+                epoch,
+                worker: self.index,
+                watermark: self.watermark,
+                pause,
+                state,
+            };
+            if tx.send(snapshot).is_err() {
+                return Err(EngineError::Execution(
+                    "the checkpoint writer stopped: snapshots cannot be saved".into(),
+                ));
+            }
+        }
         self.send(Message::Barrier(Barrier { epoch }))
     }
 

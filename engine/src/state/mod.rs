@@ -12,9 +12,6 @@
 //! out as one `RecordBatch` (`window_start`, `window_end`, keys, aggregates) built in bulk from
 //! the interner and the accumulators. Nothing here is shared between workers.
 
-// Snapshot, encode and restore are built and tested here ahead of the checkpoint coordinator
-// that will call them from the workers at aligned barriers (issue 4, in progress).
-#[allow(dead_code)]
 pub(crate) mod arena;
 pub(crate) mod encode;
 pub(crate) mod keys;
@@ -124,7 +121,6 @@ impl WindowStore {
         self.windows.len()
     }
 
-    #[allow(dead_code)] // called by the checkpoint coordinator, not wired yet (see the note above)
     /// A frozen copy of every open window for a checkpoint: O(windows + pages), no element is
     /// copied. Fails if an aggregate cannot be checkpointed.
     pub(crate) fn snapshot(&self) -> Result<FrozenStore, DecodeError> {
@@ -148,7 +144,6 @@ impl WindowStore {
         Ok(FrozenStore { windows })
     }
 
-    #[allow(dead_code)] // called on recovery, not wired yet
     /// The store encoded by [`FrozenStore::encode`], for `plan`.
     pub(crate) fn restore(plan: &Plan, payload: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload);
@@ -179,7 +174,6 @@ impl WindowStore {
 
 /// Every open window of one worker, frozen at a checkpoint barrier; `Send`, so a background
 /// thread can encode it while the worker goes on.
-#[allow(dead_code)] // produced by `WindowStore::snapshot`, not wired yet
 pub(crate) struct FrozenStore {
     windows: Vec<FrozenWindow>,
 }
@@ -191,7 +185,6 @@ struct FrozenWindow {
     accs: Vec<Box<dyn FrozenState>>,
 }
 
-#[allow(dead_code)]
 impl FrozenStore {
     /// Exact bytes [`FrozenStore::encode`] writes.
     pub(crate) fn encoded_len(&self) -> usize {
