@@ -1,0 +1,72 @@
+//! How long a worker stops at a checkpoint barrier, by state size. One worker holds one open
+//! window of `keys` distinct u32 keys (`count()` and their key interner); 200 barriers are
+//! injected, each after a batch that touches every page (so each snapshot finds the previous one
+//! already copied out: the steady state of a running job). Reports the pause distribution from
+//! the workers' own measurement (`WorkerSnapshot::pause`) and the size of the encoded state.
+//!
+//! ```text
+//! cargo run --release -p weir-bench --bin barrier_pause -- [KEYS,...]
+//! ```
+
+use std::time::Duration;
+
+use weir_bench::{key_batches, key_schema};
+use weir_engine::{count, Job, SinkError};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let keys: Vec<u32> = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "1000,100000,1000000".into())
+        .split(',')
+        .map(|k| k.parse().expect("KEYS"))
+        .collect();
+    println!("barrier pause: one worker, one open window, count() per u32 key, 200 barriers");
+    let mut base = None;
+    for k in keys {
+        // Rows cover every key once (the window then holds k groups), all in one window.
+        let fill = key_batches(k as usize * 3, k, u64::MAX / 4, 8192, 3);
+        let touch = key_batches(8192, k, u64::MAX / 4, 8192, 4);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let spec = Job::builder()
+            .key_by(["key"])
+            .tumbling(Duration::from_secs(3600))
+            .aggregate([count()])
+            .snapshots(tx)
+            .build()
+            .expect("valid job");
+        let sink = |_b: arrow_array::RecordBatch| -> Result<(), SinkError> { Ok(()) };
+        let mut job = spec
+            .start_with_sink(key_schema(), Box::new(sink))
+            .expect("start");
+        let mut input = job.input().expect("one input");
+        for b in &fill {
+            input.push(b.clone()).expect("push");
+        }
+        let mut encoded = 0;
+        let mut pauses = Vec::new();
+        for epoch in 1..=200 {
+            input.push(touch[0].clone()).expect("push");
+            input.barrier(epoch).expect("barrier");
+            let s = rx.recv().expect("a snapshot per barrier");
+            pauses.push(s.pause);
+            encoded = s.encoded_len();
+        }
+        input.finish().expect("finish");
+        job.join().expect("run");
+        pauses.sort();
+        let q = |f: f64| pauses[((pauses.len() - 1) as f64 * f) as usize];
+        let p99 = q(0.99);
+        let ratio = base.map_or(1.0, |b: Duration| p99.as_secs_f64() / b.as_secs_f64());
+        base.get_or_insert(p99);
+        println!(
+            "{k:>9} keys: pause p50 {:>8.1} µs, p99 {:>8.1} µs, max {:>8.1} µs ({ratio:.2}x the first p99); state {:.1} MiB encoded",
+            q(0.5).as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            pauses[pauses.len() - 1].as_secs_f64() * 1e6,
+            encoded as f64 / (1 << 20) as f64
+        );
+    }
+}
