@@ -13,6 +13,7 @@
 pub mod error;
 pub mod gen;
 pub mod parse;
+pub mod parts;
 pub mod sink;
 pub mod source;
 

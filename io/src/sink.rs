@@ -86,6 +86,38 @@ pub fn writer(
     })
 }
 
+/// Like [`writer`], for output that continues where an earlier run's committed output stopped
+/// (a run restored from a checkpoint): a text format skips the CSV header when `started` says
+/// output was already written; Arrow IPC cannot be continued and is refused.
+pub fn continue_writer(
+    format: OutputFormat,
+    out: Box<dyn Write + Send>,
+    path: PathBuf,
+    schema: SchemaRef,
+    utc_offset_secs: i32,
+    started: bool,
+) -> Result<Box<dyn BatchWriter>> {
+    if format == OutputFormat::Arrow {
+        return Err(Error::io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "an Arrow IPC file cannot be continued across restarts; use csv, jsonl or print \
+                 with checkpoints",
+            ),
+        ));
+    }
+    Ok(Box::new(TextWriter {
+        format,
+        out,
+        path,
+        schema,
+        buf: Vec::with_capacity(1 << 17),
+        header_done: started,
+        utc_offset_ms: i64::from(utc_offset_secs) * 1000,
+    }))
+}
+
 fn arrow_err(path: &std::path::Path, e: arrow_schema::ArrowError) -> Error {
     Error::io(path, std::io::Error::other(e))
 }
