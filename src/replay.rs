@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -296,88 +296,248 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
     let data = file.bytes();
     let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], file.path())?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let chunk_bytes = cfg.chunk_bytes.max(1);
-    let chunks = file.chunk_count(chunk_bytes);
-    let threads = cfg.parse_threads.clamp(1, chunks.max(1));
-    let spec = job_spec(&cfg.job, threads)?;
+    let run = FileRun::new(cfg, file, opts.clone(), 0);
+    let spec = job_spec(&cfg.job, run.threads)?;
     let mut started = Started::start(&cfg.job, &spec, &opts)?;
-    let inputs = started.job.take_inputs();
-
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let lines_per_chunk: Vec<AtomicU64> = (0..chunks).map(|_| AtomicU64::new(0)).collect();
-    let parsed: Vec<Result<ParseStats>> = std::thread::scope(|s| {
-        let handles: Vec<_> = inputs
-            .into_iter()
-            .map(|input| {
-                let (next, stop, lines, opts) = (&next, &stop, &lines_per_chunk, opts.clone());
-                s.spawn(move || {
-                    parse_chunks(
-                        file,
-                        chunk_bytes,
-                        opts,
-                        input,
-                        next,
-                        stop,
-                        lines,
-                        cfg.progress.as_ref(),
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("parser thread panicked"))
-            .collect()
-    });
+    let parsed = run.parse(started.job.take_inputs());
     let joined = started.join();
-
-    // Rebase line numbers: chunk i's first line is 1 + the lines of chunks 0..i.
-    let mut before = Vec::with_capacity(chunks);
-    let mut acc = 0u64;
-    for l in &lines_per_chunk {
-        before.push(acc);
-        acc += l.load(Ordering::Relaxed);
-    }
-    // A thread's own failure explains more than the `Closed` its stop causes in the others.
-    let mut stats = ParseStats::default();
-    let mut failure: Option<Error> = None;
-    for p in parsed {
-        match p {
-            Ok(s) => stats.merge(&s),
-            Err(Error::Io(weir_io::Error::Malformed { line, reason, text })) => {
-                let chunk = (line >> 32) as usize;
-                let start = file.chunk(chunk, chunk_bytes).map_or(0, |r| r.start);
-                let line = memchr::memchr_iter(b'\n', &data[..start]).count() as u64
-                    + (line & 0xFFFF_FFFF);
-                return Err(Error::Io(weir_io::Error::Malformed { line, reason, text }));
-            }
-            Err(e) => {
-                if failure.is_none()
-                    || matches!(
-                        failure,
-                        Some(Error::Engine(weir_engine::EngineError::Closed))
-                    )
-                {
-                    failure = Some(e);
-                }
-            }
-        }
-    }
-    let joined_stats = match failure {
-        Some(e) => settle(Err(e), joined)?,
-        None => joined?,
-    };
-    for m in &mut stats.examples {
-        m.line = rebase_line(m.line, &before);
-    }
+    let (stats, job) = run.settle(parsed, joined)?;
     Ok(RunSummary {
         format,
         parse: stats,
-        job: joined_stats,
+        job,
         elapsed: Duration::ZERO,
         input_bytes: Some(data.len() as u64),
     })
+}
+
+/// Lines, rows and malformed lines of one chunk, known once it is parsed.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCounts {
+    pub lines: AtomicU64,
+    pub rows: AtomicU64,
+    pub malformed: AtomicU64,
+}
+
+/// Hands out chunk indices in file order, and checkpoint barriers: once a barrier is requested
+/// at chunk `at`, a thread injects it into its input before it parses any chunk from `at` on,
+/// so the barrier splits the file exactly at `at` on every input.
+pub(crate) struct Claims {
+    state: std::sync::Mutex<ClaimState>,
+}
+
+struct ClaimState {
+    next: usize,
+    barrier: Option<(u64, usize)>,
+}
+
+impl Claims {
+    pub(crate) fn new(first: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(ClaimState {
+                next: first,
+                barrier: None,
+            }),
+        }
+    }
+
+    /// The next chunk for a thread that has injected barriers up to `seen`, and the barrier it
+    /// must inject first, if any.
+    fn claim(&self, seen: &mut u64) -> (Option<u64>, usize) {
+        let mut g = self.state.lock().expect("claims lock");
+        let i = g.next;
+        g.next += 1;
+        match g.barrier {
+            Some((epoch, at)) if i >= at && *seen < epoch => {
+                *seen = epoch;
+                (Some(epoch), i)
+            }
+            _ => (None, i),
+        }
+    }
+
+    /// Requests barrier `epoch` before the first chunk not yet handed out; returns that chunk.
+    /// One barrier at a time: request the next only once this one has completed.
+    pub(crate) fn request(&self, epoch: u64) -> usize {
+        let mut g = self.state.lock().expect("claims lock");
+        g.barrier = Some((epoch, g.next));
+        g.next
+    }
+}
+
+/// Parallel parsing of a mapped file into a job's inputs.
+pub(crate) struct FileRun<'a> {
+    file: &'a MappedFile,
+    pub chunk_bytes: usize,
+    opts: ParseOptions,
+    pub threads: usize,
+    pub chunks: usize,
+    pub claims: Claims,
+    stop: AtomicBool,
+    pub counts: Vec<ChunkCounts>,
+    /// Per barrier epoch, the smallest `Input::max_timestamp` of the inputs that injected it.
+    pub barrier_max_ts: std::sync::Mutex<std::collections::BTreeMap<u64, i64>>,
+    /// A restored run resumes every input's watermark from here.
+    pub resume_max_ts: Option<i64>,
+    progress: Option<Progress>,
+}
+
+impl<'a> FileRun<'a> {
+    pub(crate) fn new(
+        cfg: &ReplayConfig,
+        file: &'a MappedFile,
+        opts: ParseOptions,
+        first_chunk: usize,
+    ) -> Self {
+        let chunk_bytes = cfg.chunk_bytes.max(1);
+        let chunks = file.chunk_count(chunk_bytes);
+        Self {
+            file,
+            chunk_bytes,
+            opts,
+            threads: cfg.parse_threads.clamp(1, chunks.max(1)),
+            chunks,
+            claims: Claims::new(first_chunk),
+            stop: AtomicBool::new(false),
+            counts: (0..chunks).map(|_| ChunkCounts::default()).collect(),
+            barrier_max_ts: Default::default(),
+            resume_max_ts: None,
+            progress: cfg.progress.clone(),
+        }
+    }
+
+    /// The byte offset where chunk `i` starts (the file's length past the end).
+    pub(crate) fn chunk_start(&self, i: usize) -> usize {
+        self.file
+            .chunk(i, self.chunk_bytes)
+            .map_or(self.file.bytes().len(), |r| r.start)
+    }
+
+    /// Runs one parser thread per input until the file is consumed or one fails.
+    pub(crate) fn parse(&self, inputs: Vec<Input>) -> Vec<Result<ParseStats>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = inputs
+                .into_iter()
+                .map(|input| s.spawn(move || self.parse_chunks(input)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("parser thread panicked"))
+                .collect()
+        })
+    }
+
+    fn parse_chunks(&self, mut input: Input) -> Result<ParseStats> {
+        if let Some(ts) = self.resume_max_ts {
+            input.resume_watermark(ts);
+        }
+        let mut parser = LineParser::new(self.opts.clone());
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut seen = 0u64;
+        let fail = |e: Error| {
+            self.stop.store(true, Ordering::Relaxed);
+            e
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            let (barrier, i) = self.claims.claim(&mut seen);
+            if let Some(epoch) = barrier {
+                // Rows of earlier chunks still buffered in the parser belong before the barrier.
+                parser.flush(&mut |b| batches.push(b));
+                for b in batches.drain(..) {
+                    input.push(b).map_err(|e| fail(e.into()))?;
+                }
+                input.barrier(epoch).map_err(|e| fail(e.into()))?;
+                let mut m = self.barrier_max_ts.lock().expect("lock");
+                let ts = m.entry(epoch).or_insert(i64::MAX);
+                *ts = (*ts).min(input.max_timestamp());
+            }
+            let Some(range) = self.file.chunk(i, self.chunk_bytes) else {
+                break;
+            };
+            let bytes = &self.file.bytes()[range];
+            let st = parser.stats();
+            let before = (st.lines, st.rows, st.malformed);
+            let parsed = parser.parse(bytes, (i as u64) << 32 | 1, &mut |b| batches.push(b));
+            let (st, c) = (parser.stats(), &self.counts[i]);
+            c.lines.store(st.lines - before.0, Ordering::Relaxed);
+            c.rows.store(st.rows - before.1, Ordering::Relaxed);
+            c.malformed
+                .store(st.malformed - before.2, Ordering::Relaxed);
+            parsed.map_err(|e| fail(e.into()))?;
+            for b in batches.drain(..) {
+                input.push(b).map_err(|e| fail(e.into()))?;
+            }
+            if let Some(p) = &self.progress {
+                p(bytes.len() as u64);
+            }
+        }
+        parser.flush(&mut |b| batches.push(b));
+        for b in batches.drain(..) {
+            input.push(b)?;
+        }
+        input.finish()?;
+        Ok(parser.take_stats())
+    }
+
+    /// Sums of the per-chunk counts over chunks `0..i`: (lines, rows, malformed).
+    pub(crate) fn counts_before(&self, i: usize) -> (u64, u64, u64) {
+        self.counts[..i.min(self.chunks)]
+            .iter()
+            .fold((0, 0, 0), |acc, c| {
+                (
+                    acc.0 + c.lines.load(Ordering::Relaxed),
+                    acc.1 + c.rows.load(Ordering::Relaxed),
+                    acc.2 + c.malformed.load(Ordering::Relaxed),
+                )
+            })
+    }
+
+    /// Merges the threads' stats (rebasing line numbers) and settles the run's outcome.
+    pub(crate) fn settle(
+        &self,
+        parsed: Vec<Result<ParseStats>>,
+        joined: Result<JobStats>,
+    ) -> Result<(ParseStats, JobStats)> {
+        let data = self.file.bytes();
+        // A thread's own failure explains more than the `Closed` its stop causes in the others.
+        let mut stats = ParseStats::default();
+        let mut failure: Option<Error> = None;
+        for p in parsed {
+            match p {
+                Ok(s) => stats.merge(&s),
+                Err(Error::Io(weir_io::Error::Malformed { line, reason, text })) => {
+                    let start = self.chunk_start((line >> 32) as usize);
+                    let line = memchr::memchr_iter(b'\n', &data[..start]).count() as u64
+                        + (line & 0xFFFF_FFFF);
+                    return Err(Error::Io(weir_io::Error::Malformed { line, reason, text }));
+                }
+                Err(e) => {
+                    let closed = matches!(
+                        failure,
+                        Some(Error::Engine(weir_engine::EngineError::Closed))
+                    );
+                    if failure.is_none() || closed {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        let job = match failure {
+            Some(e) => settle(Err(e), joined)?,
+            None => joined?,
+        };
+        // Chunk i's first line is 1 + the lines of chunks 0..i.
+        let mut before = Vec::with_capacity(self.chunks);
+        let mut acc = 0u64;
+        for c in &self.counts {
+            before.push(acc);
+            acc += c.lines.load(Ordering::Relaxed);
+        }
+        for m in &mut stats.examples {
+            m.line = rebase_line(m.line, &before);
+        }
+        Ok((stats, job))
+    }
 }
 
 /// The real line number of a line numbered `chunk << 32 | line-in-chunk` (1-based), given the
@@ -385,48 +545,6 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
 pub fn rebase_line(encoded: u64, lines_before: &[u64]) -> u64 {
     let chunk = (encoded >> 32) as usize;
     lines_before.get(chunk).copied().unwrap_or(0) + (encoded & 0xFFFF_FFFF)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn parse_chunks(
-    file: &MappedFile,
-    chunk_bytes: usize,
-    opts: ParseOptions,
-    mut input: Input,
-    next: &AtomicUsize,
-    stop: &AtomicBool,
-    lines: &[AtomicU64],
-    progress: Option<&Progress>,
-) -> Result<ParseStats> {
-    let mut parser = LineParser::new(opts);
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    let fail = |e: Error| {
-        stop.store(true, Ordering::Relaxed);
-        e
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(range) = file.chunk(i, chunk_bytes) else {
-            break;
-        };
-        let bytes = &file.bytes()[range];
-        let before = parser.stats().lines;
-        let parsed = parser.parse(bytes, (i as u64) << 32 | 1, &mut |b| batches.push(b));
-        lines[i].store(parser.stats().lines - before, Ordering::Relaxed);
-        parsed.map_err(|e| fail(e.into()))?;
-        for b in batches.drain(..) {
-            input.push(b).map_err(|e| fail(e.into()))?;
-        }
-        if let Some(p) = progress {
-            p(bytes.len() as u64);
-        }
-    }
-    parser.flush(&mut |b| batches.push(b));
-    for b in batches.drain(..) {
-        input.push(b)?;
-    }
-    input.finish()?;
-    Ok(parser.take_stats())
 }
 
 fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<RunSummary> {
