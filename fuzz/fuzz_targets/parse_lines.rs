@@ -23,21 +23,31 @@ use weir_io::parse::{Columns, LineParser, LogFormat, ParseOptions, ParseStats};
 
 fn run(input: &[u8], opts: ParseOptions, cut: usize) -> (Vec<(i64, String)>, ParseStats) {
     // Move the cut to a line start.
-    let cut = match input[..cut.min(input.len())].iter().rposition(|&b| b == b'\n') {
+    let cut = match input[..cut.min(input.len())]
+        .iter()
+        .rposition(|&b| b == b'\n')
+    {
         Some(i) => i + 1,
         None => 0,
     };
     let first_lines = input[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
     let mut parser = LineParser::new(opts);
     let mut batches: Vec<RecordBatch> = Vec::new();
-    parser.parse(&input[..cut], 1, &mut |b| batches.push(b)).unwrap();
+    parser
+        .parse(&input[..cut], 1, &mut |b| batches.push(b))
+        .unwrap();
     assert_eq!(parser.stats().lines, first_lines);
-    parser.parse(&input[cut..], 1 + first_lines, &mut |b| batches.push(b)).unwrap();
+    parser
+        .parse(&input[cut..], 1 + first_lines, &mut |b| batches.push(b))
+        .unwrap();
     parser.flush(&mut |b| batches.push(b));
     let mut rows = Vec::new();
     for b in &batches {
         assert_eq!(b.schema(), parser.schema());
-        let ts = b.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();
+        let ts = b
+            .column_by_name("ts")
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
         let client = b.column_by_name("client").unwrap().as_string::<i32>();
         assert_eq!(ts.null_count() + client.null_count(), 0);
         for i in 0..b.num_rows() {
@@ -59,7 +69,10 @@ fn expected_row(line: &[u8], format: LogFormat) -> Option<(i64, String)> {
         if client.is_empty() {
             return None;
         }
-        return Some((secs as i64 * 1000, String::from_utf8_lossy(client).into_owned()));
+        return Some((
+            secs as i64 * 1000,
+            String::from_utf8_lossy(client).into_owned(),
+        ));
     }
     let sp = line.iter().position(|&b| b == b' ')?;
     if sp == 0 {
@@ -94,7 +107,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(stats.rows, rows.len() as u64);
     assert_eq!(stats.examples.len() as u64, stats.malformed.min(5));
 
-    let expected: Vec<(i64, String)> = pieces.iter().filter_map(|l| expected_row(l, format)).collect();
+    let expected: Vec<(i64, String)> = pieces
+        .iter()
+        .filter_map(|l| expected_row(l, format))
+        .collect();
     assert_eq!(rows, expected);
 
     let (fast, fast_stats) = run(input, base.with_columns(Columns::ts_client()), cut);

@@ -356,21 +356,21 @@ fn clf_line(shape: u8, r: [u32; 8], junk: &[u8]) -> Vec<u8> {
             .as_bytes(),
         ),
     }
-    if shape % 11 == 0 {
+    if shape.is_multiple_of(11) {
         // An orphan fragment or a line of junk.
-        return if r[2] % 2 == 0 {
+        return if r[2].is_multiple_of(2) {
             b" \"curl/7.54.0\"".to_vec()
         } else {
             junk.to_vec()
         };
     }
-    line.extend_from_slice(if r[7] % 5 == 0 {
+    line.extend_from_slice(if r[7].is_multiple_of(5) {
         b" - frank "
     } else {
         b" - - "
     });
     // The timestamp: mostly valid ranges, sometimes one step out of range.
-    let month = if r[3] % 40 == 0 {
+    let month = if r[3].is_multiple_of(40) {
         "Foo"
     } else {
         MONTHS[(r[3] % 12) as usize]
@@ -388,12 +388,16 @@ fn clf_line(shape: u8, r: [u32; 8], junk: &[u8]) -> Vec<u8> {
         r[5] % 25,
         (r[5] >> 8) % 61,
         (r[5] >> 16) % 62,
-        if r[6] % 3 == 0 { '-' } else { '+' },
+        if r[6].is_multiple_of(3) { '-' } else { '+' },
         (r[6] >> 4) % 25,
-        if r[6] % 7 == 0 { (r[6] >> 12) % 61 } else { 0 },
+        if r[6].is_multiple_of(7) {
+            (r[6] >> 12) % 61
+        } else {
+            0
+        },
     );
     let mut ts = ts.into_bytes();
-    if r[7] % 13 == 0 && !junk.is_empty() {
+    if r[7].is_multiple_of(13) && !junk.is_empty() {
         let i = (r[7] >> 8) as usize % ts.len();
         ts[i] = junk[0];
     }
