@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpointed;
 mod error;
 pub mod replay;
 pub mod serve;

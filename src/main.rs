@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use weir::checkpointed::{replay_checkpointed, CheckpointOptions};
 use weir::engine::WatermarkStrategy;
 use weir::io::gen::{generate, GenOptions};
 use weir::io::parse::LogFormat;
@@ -133,6 +134,25 @@ struct ReplayArgs {
     /// Parser threads for a plain file (default: one per core).
     #[arg(long)]
     parse_threads: Option<usize>,
+    /// Take barrier checkpoints into this folder, resume from its newest valid checkpoint of
+    /// the same job, and write --output exactly once (it appears whole at the end).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
+    /// Ignore existing checkpoints in --checkpoint-dir and start over.
+    #[arg(long)]
+    fresh: bool,
+    /// Complete checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
+    /// Chunk size for parallel parsing and checkpoint positions (bytes).
+    #[arg(long, hide = true)]
+    chunk_bytes: Option<usize>,
+    /// Test hook: sleep this long after each chunk, so crash tests can kill a run mid-way.
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    test_chunk_delay: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -267,18 +287,54 @@ fn run_replay(a: ReplayArgs) -> Result<(), weir::Error> {
     if let Some(t) = a.parse_threads {
         cfg.parse_threads = t.max(1);
     }
+    if let Some(c) = a.chunk_bytes {
+        cfg.chunk_bytes = c.max(1);
+    }
+    cfg.chunk_delay = a.test_chunk_delay.unwrap_or_default();
     let bar = (!a.job.quiet && std::io::stderr().is_terminal()).then(|| progress_bar(&a.input));
     if let Some(bar) = &bar {
         let bar = bar.clone();
         cfg.progress = Some(Arc::new(move |n| bar.inc(n)));
     }
-    let summary = replay(&cfg);
+    let quiet = a.job.quiet;
+    let (summary, checkpoints) = match &a.checkpoint_dir {
+        Some(dir) => {
+            let ck = CheckpointOptions {
+                dir: dir.clone(),
+                interval: a.checkpoint_interval,
+                fresh: a.fresh,
+                keep: a.keep_checkpoints,
+            };
+            let say = |m: &str| {
+                if !quiet {
+                    eprintln!("weir: {m}");
+                }
+            };
+            match replay_checkpointed(&cfg, &ck, &say) {
+                Ok((s, c)) => (Ok(s), Some(c)),
+                Err(e) => (Err(e), None),
+            }
+        }
+        None => (replay(&cfg), None),
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let summary = summary?;
-    if !a.job.quiet {
+    if !quiet {
         print_summary(&summary, &cfg.job);
+        if let Some(c) = checkpoints {
+            eprintln!(
+                "weir: {} checkpoints (mean {:.1} ms, max {:.1} ms, {} of state written); worker pause at barriers mean {:.1} µs, max {:.1} µs{}",
+                c.committed,
+                c.mean.as_secs_f64() * 1e3,
+                c.max.as_secs_f64() * 1e3,
+                human_bytes(c.bytes),
+                summary.job.snapshot_pause_total.as_secs_f64() * 1e6 / summary.job.snapshots.max(1) as f64,
+                summary.job.snapshot_pause_max.as_secs_f64() * 1e6,
+                c.resumed_from.map_or(String::new(), |e| format!("; resumed from checkpoint {e}")),
+            );
+        }
     }
     Ok(())
 }
@@ -415,7 +471,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -111,6 +111,9 @@ pub struct ReplayConfig {
     pub chunk_bytes: usize,
     /// Called as input is consumed.
     pub progress: Option<Progress>,
+    /// A pause after each file chunk: a test hook that slows a replay down so crash tests can
+    /// kill it mid-run. Zero in normal use.
+    pub chunk_delay: Duration,
 }
 
 impl ReplayConfig {
@@ -123,6 +126,7 @@ impl ReplayConfig {
             parse_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             progress: None,
+            chunk_delay: Duration::ZERO,
         }
     }
 }
@@ -189,7 +193,12 @@ pub fn columns_for(keys: &[String], format: LogFormat) -> Result<Columns> {
 
 /// The job spec for `opts` with `inputs` inputs.
 pub fn job_spec(opts: &JobOptions, inputs: usize) -> Result<JobSpec> {
-    Ok(Job::builder()
+    Ok(job_builder(opts, inputs).build()?)
+}
+
+/// The job builder for `opts` with `inputs` inputs.
+pub(crate) fn job_builder(opts: &JobOptions, inputs: usize) -> weir_engine::JobBuilder {
+    Job::builder()
         .parallelism(opts.parallelism)
         .inputs(inputs)
         .event_time("ts")
@@ -198,7 +207,6 @@ pub fn job_spec(opts: &JobOptions, inputs: usize) -> Result<JobSpec> {
         .watermark(opts.watermark)
         .aggregate([count()])
         .late_output(opts.late_output.is_some())
-        .build()?)
 }
 
 /// A started job whose results go to the configured output.
@@ -219,7 +227,16 @@ impl Started {
             out_schema,
             opts.utc_offset_secs,
         )?;
-        let mut job = spec.start_with_sink(schema.clone(), Box::new(WriterSink(w)))?;
+        let job = spec.start_with_sink(schema.clone(), Box::new(WriterSink(w)))?;
+        Self::attach(job, opts, schema)
+    }
+
+    /// Wraps a started job, with the late-rows writer if `opts` asks for one.
+    pub(crate) fn attach(
+        mut job: RunningJob,
+        opts: &JobOptions,
+        schema: arrow_schema::SchemaRef,
+    ) -> Result<Self> {
         let late = match (&opts.late_output, job.take_late_records()) {
             (Some(path), Some(rx)) => {
                 let (out, name) = open_output(Some(path))?;
@@ -380,6 +397,7 @@ pub(crate) struct FileRun<'a> {
     /// A restored run resumes every input's watermark from here.
     pub resume_max_ts: Option<i64>,
     progress: Option<Progress>,
+    chunk_delay: Duration,
 }
 
 impl<'a> FileRun<'a> {
@@ -403,6 +421,7 @@ impl<'a> FileRun<'a> {
             barrier_max_ts: Default::default(),
             resume_max_ts: None,
             progress: cfg.progress.clone(),
+            chunk_delay: cfg.chunk_delay,
         }
     }
 
@@ -469,6 +488,9 @@ impl<'a> FileRun<'a> {
             }
             if let Some(p) = &self.progress {
                 p(bytes.len() as u64);
+            }
+            if !self.chunk_delay.is_zero() {
+                std::thread::sleep(self.chunk_delay);
             }
         }
         parser.flush(&mut |b| batches.push(b));

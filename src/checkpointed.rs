@@ -1,0 +1,456 @@
+//! `weir replay --checkpoint-dir`: barrier checkpoints, recovery and exactly-once file output.
+//!
+//! ```text
+//!  timer ─▶ claims.request(n) ─▶ every parser thread injects barrier n before its next chunk
+//!                                   │
+//!  workers align n, freeze state ───┼──▶ snapshots ──▶ coordinator: write worker-i.state, fsync
+//!  collector aligns n ──▶ sink seals pending-n (fsync) ──▶ coordinator ──┘
+//!                                                           │ all pieces of n known
+//!                                                           ▼
+//!                              MANIFEST (temp, fsync, rename, fsync dir) ─▶ promote part n ─▶ retain
+//! ```
+//!
+//! One checkpoint is in flight at a time. At the end of the input the last results are sealed as
+//! a final epoch whose manifest says `final`, and the committed parts are concatenated into the
+//! output path (temp file, fsync, rename), so the output appears whole, once.
+//!
+//! Recovery: the newest checkpoint whose manifest and files verify (checksums) is restored: the
+//! workers' state, the file position (a chunk index: the barrier splits the file at a chunk
+//! boundary on every input), the inputs' watermark, the counters of lines before it, and the
+//! output parts up to it (later pending parts are discarded). A corrupt checkpoint is reported by
+//! file name and the previous one is used. On-disk format: [`store`].
+
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use weir_engine::{ResultSink, SinkError, WorkerSnapshot};
+use weir_io::parts::{concat_into, promote, PartFiles, SealedPart};
+use weir_io::sink::{continue_writer, BatchWriter, OutputFormat};
+use weir_io::source::MappedFile;
+
+use crate::error::{opening, Error, Result};
+use crate::replay::{
+    job_builder, parse_options, pick_format, FileRun, ReplayConfig, RunSummary, Started,
+};
+use store::{CheckpointStore, Manifest};
+
+/// Checkpointing settings.
+#[derive(Debug, Clone)]
+pub struct CheckpointOptions {
+    /// The folder of checkpoints, output parts and the lock.
+    pub dir: PathBuf,
+    /// Time between barriers.
+    pub interval: Duration,
+    /// Ignore existing checkpoints and start over.
+    pub fresh: bool,
+    /// Complete checkpoints to keep.
+    pub keep: usize,
+}
+
+/// What the checkpoints of a run did.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints committed (the final one included).
+    pub committed: u64,
+    /// Mean and longest time from barrier request to committed manifest.
+    pub mean: Duration,
+    /// See `mean`.
+    pub max: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+    /// The epoch this run resumed from, if it did.
+    pub resumed_from: Option<u64>,
+}
+
+/// Where the file source stood at a checkpoint, and what had been counted before it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourcePosition {
+    /// The first chunk not yet read.
+    pub chunk: usize,
+    /// Chunk size the positions are in.
+    pub chunk_bytes: usize,
+    /// Byte offset of `chunk`.
+    pub offset: u64,
+    /// The inputs' largest event time at the barrier (their smallest, across inputs).
+    pub max_ts: i64,
+    /// Lines, rows and malformed lines before `chunk`.
+    pub lines: u64,
+    /// See `lines`.
+    pub rows: u64,
+    /// See `lines`.
+    pub malformed: u64,
+}
+
+/// The identity of a replay job: a checkpoint is restored only into the same job.
+pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> serde_json::Value {
+    serde_json::json!({
+        "input": file.path().canonicalize().unwrap_or_else(|_| file.path().to_owned()),
+        "input_bytes": file.bytes().len(),
+        "format": format,
+        "window_ms": cfg.job.window.as_millis() as u64,
+        "keys": cfg.job.keys,
+        "aggregates": ["count"],
+        "parallelism": cfg.job.parallelism,
+        "watermark": format!("{:?}", cfg.job.watermark),
+        "chunk_bytes": cfg.chunk_bytes,
+        "output_format": format!("{:?}", cfg.job.output_format),
+    })
+}
+
+/// The sink of a checkpointed run: results into the pending part, sealed at each checkpoint.
+struct PartSink {
+    writer: Box<dyn BatchWriter>,
+    parts: PartFiles,
+    sealed: Sender<SealedPart>,
+}
+
+impl ResultSink for PartSink {
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        Ok(self.writer.write(&batch)?)
+    }
+    fn checkpoint(&mut self, _epoch: u64) -> Result<(), SinkError> {
+        let part = self.parts.seal()?;
+        let _ = self.sealed.send(part);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.writer.finish()?;
+        let part = self.parts.seal()?;
+        let _ = self.sealed.send(part);
+        Ok(())
+    }
+}
+
+/// Replays `cfg.input` with checkpoints in `ck.dir`, resuming from the newest valid checkpoint
+/// of the same job unless `ck.fresh`. `say` receives progress messages for stderr.
+pub fn replay_checkpointed(
+    cfg: &ReplayConfig,
+    ck: &CheckpointOptions,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<(RunSummary, CheckpointStats)> {
+    let started_at = Instant::now();
+    let output = match &cfg.job.output {
+        Some(p) if p.as_os_str() != "-" => p.clone(),
+        _ => {
+            return Err(Error::usage(
+                "--checkpoint-dir needs --output PATH: exactly-once output goes to a file",
+            ))
+        }
+    };
+    if cfg.job.output_format == OutputFormat::Arrow {
+        return Err(Error::usage(
+            "--checkpoint-dir works with --output-format print, csv or jsonl, not arrow",
+        ));
+    }
+    if cfg.job.late_output.is_some() {
+        return Err(Error::usage(
+            "--late-output is not exactly-once yet; leave it out with --checkpoint-dir",
+        ));
+    }
+    let path = cfg.input.as_path();
+    if path.as_os_str() == "-" || path.extension().is_some_and(|e| e == "gz") {
+        return Err(Error::usage(
+            "checkpoints need a plain file to rewind: stdin and .gz cannot be replayed from a position",
+        ));
+    }
+    let file = MappedFile::open(path).map_err(opening)?;
+    let data = file.bytes();
+    let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], path)?;
+    let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
+    let id = identity(cfg, &file, format.name());
+
+    let mut store = CheckpointStore::open(&ck.dir)?;
+    let parts_dir = ck.dir.join("output");
+    let restored = if ck.fresh {
+        None
+    } else {
+        let found = store.latest_valid(&id)?;
+        for skipped in &found.skipped {
+            say(&format!("checkpoint skipped: {skipped}"));
+        }
+        found.checkpoint
+    };
+    let mut stats = CheckpointStats::default();
+
+    if let Some(r) = restored.as_ref().filter(|r| r.manifest.is_final) {
+        // The run had finished; only promotions and the output may be missing.
+        for e in 1..=r.manifest.epoch {
+            promote(&parts_dir, e)?;
+        }
+        concat_into(&parts_dir, r.manifest.epoch, &output)?;
+        say(&format!(
+            "checkpoint {} is final: the run was complete; output written again",
+            r.manifest.epoch
+        ));
+        stats.resumed_from = Some(r.manifest.epoch);
+        return Ok((final_summary(format, &r.manifest, started_at), stats));
+    }
+
+    let committed = restored.as_ref().map_or(0, |r| r.manifest.epoch);
+    let position: SourcePosition = match &restored {
+        Some(r) => serde_json::from_value(r.manifest.sources.clone()).map_err(|e| {
+            Error::usage(format!(
+                "checkpoint {committed}: unreadable source position: {e}"
+            ))
+        })?,
+        None => SourcePosition::default(),
+    };
+    if let Some(r) = &restored {
+        say(&format!(
+            "resuming from checkpoint {} in {}: byte {} (line {}) of {}",
+            r.manifest.epoch,
+            ck.dir.display(),
+            position.offset,
+            position.lines + 1,
+            path.display()
+        ));
+        stats.resumed_from = Some(r.manifest.epoch);
+    }
+
+    let parts = PartFiles::resume(&parts_dir, committed)?;
+    let output_started = std::fs::read_dir(&parts_dir)
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("part-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        })
+        .unwrap_or(false);
+
+    let mut run = FileRun::new(cfg, &file, opts.clone(), position.chunk);
+    if position.chunk > 0 {
+        // The lines before the restored position count towards line numbers and totals.
+        let c = &run.counts[position.chunk - 1];
+        c.lines.store(position.lines, Ordering::Relaxed);
+        c.rows.store(position.rows, Ordering::Relaxed);
+        c.malformed.store(position.malformed, Ordering::Relaxed);
+        run.resume_max_ts = Some(position.max_ts);
+    }
+
+    let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
+    let (sealed_tx, sealed_rx) = crossbeam_channel::unbounded();
+    let spec = job_builder(&cfg.job, run.threads)
+        .snapshots(snap_tx)
+        .build()?;
+    let schema = weir_io::parse::LineParser::new(opts.clone()).schema();
+    let out_schema = spec.output_schema(&schema)?;
+    let writer = continue_writer(
+        cfg.job.output_format,
+        Box::new(parts.writer()),
+        output.clone(),
+        out_schema,
+        cfg.job.utc_offset_secs,
+        output_started,
+    )?;
+    let sink = Box::new(PartSink {
+        writer,
+        parts,
+        sealed: sealed_tx,
+    });
+    let job = match &restored {
+        Some(r) => {
+            let states: Vec<&[u8]> = r.states.iter().map(|s| &s[..]).collect();
+            spec.start_restored(schema.clone(), sink, &states)?
+        }
+        None => spec.start_with_sink(schema.clone(), sink)?,
+    };
+    let mut started = Started::attach(job, &cfg.job, schema)?;
+    let inputs = started.job.take_inputs();
+
+    let parsing_done = AtomicBool::new(false);
+    let p = cfg.job.parallelism;
+    let mut leftover = Vec::new();
+    let (parsed, coordinated) = std::thread::scope(|s| {
+        let coordinator = s.spawn(|| {
+            coordinate(
+                &run,
+                &mut store,
+                &parts_dir,
+                ck,
+                committed,
+                p,
+                &snap_rx,
+                &sealed_rx,
+                &parsing_done,
+                &id,
+                &mut leftover,
+            )
+        });
+        let parsed = run.parse(inputs);
+        parsing_done.store(true, Ordering::Relaxed);
+        (
+            parsed,
+            coordinator.join().expect("checkpoint coordinator panicked"),
+        )
+    });
+    let joined = started.join();
+    let (parse_stats, job_stats) = run.settle(parsed, joined)?;
+    let (last, mut cstats) = coordinated?;
+    cstats.resumed_from = stats.resumed_from;
+
+    // The final epoch: everything after the last committed checkpoint, in the parts sealed since
+    // (the last by the sink's finish, once the job has ended).
+    leftover.extend(sealed_rx.try_iter());
+    let Some(final_epoch) = leftover.iter().map(|p| p.epoch).max() else {
+        return Err(Error::usage("the output's last part was not sealed"));
+    };
+    let totals = run.counts_before(run.chunks);
+    let manifest_sources = serde_json::to_value(SourcePosition {
+        chunk: run.chunks,
+        chunk_bytes: run.chunk_bytes,
+        offset: data.len() as u64,
+        max_ts: i64::MAX,
+        lines: totals.0,
+        rows: totals.1,
+        malformed: totals.2,
+    })
+    .expect("serialisable");
+    let sink = serde_json::json!({ "parts_after": last, "last_part": final_epoch });
+    store.commit(final_epoch, &id, &[], manifest_sources, sink, true)?;
+    for e in last + 1..=final_epoch {
+        promote(&parts_dir, e)?;
+    }
+    concat_into(&parts_dir, final_epoch, &output)?;
+    store.retain(ck.keep)?;
+    cstats.committed += 1;
+
+    let mut parse = parse_stats;
+    parse.lines = totals.0;
+    parse.rows = totals.1;
+    parse.malformed = totals.2;
+    Ok((
+        RunSummary {
+            format,
+            parse,
+            job: job_stats,
+            elapsed: started_at.elapsed(),
+            input_bytes: Some(data.len() as u64),
+        },
+        cstats,
+    ))
+}
+
+fn part_json(p: &SealedPart) -> serde_json::Value {
+    serde_json::json!({ "part": p.epoch, "bytes": p.len })
+}
+
+fn final_summary(
+    format: weir_io::parse::LogFormat,
+    m: &Manifest,
+    started_at: Instant,
+) -> RunSummary {
+    let pos: SourcePosition = serde_json::from_value(m.sources.clone()).unwrap_or_default();
+    let parse = weir_io::parse::ParseStats {
+        lines: pos.lines,
+        bytes: pos.offset,
+        rows: pos.rows,
+        malformed: pos.malformed,
+        ..Default::default()
+    };
+    RunSummary {
+        format,
+        parse,
+        job: Default::default(),
+        elapsed: started_at.elapsed(),
+        input_bytes: Some(pos.offset),
+    }
+}
+
+/// The coordinator loop: one checkpoint per interval while the parsers run. Returns the last
+/// committed epoch and the checkpoint stats.
+#[allow(clippy::too_many_arguments)]
+fn coordinate(
+    run: &FileRun<'_>,
+    store: &mut CheckpointStore,
+    parts_dir: &Path,
+    ck: &CheckpointOptions,
+    mut last: u64,
+    workers: usize,
+    snapshots: &Receiver<WorkerSnapshot>,
+    sealed: &Receiver<SealedPart>,
+    done: &AtomicBool,
+    id: &serde_json::Value,
+    leftover: &mut Vec<SealedPart>,
+) -> Result<(u64, CheckpointStats)> {
+    let mut stats = CheckpointStats::default();
+    let mut total = Duration::ZERO;
+    'run: loop {
+        // Sleep the interval in small steps, so the end of input is noticed at once.
+        let wake = Instant::now() + ck.interval;
+        while Instant::now() < wake {
+            if done.load(Ordering::Relaxed) {
+                break 'run;
+            }
+            std::thread::sleep(Duration::from_millis(5).min(ck.interval));
+        }
+        let epoch = last + 1;
+        let requested = Instant::now();
+        let at = run.claims.request(epoch);
+        // Wait for every worker's snapshot and the sealed output part of this epoch.
+        let mut states: Vec<Option<WorkerSnapshot>> = (0..workers).map(|_| None).collect();
+        let mut part = None;
+        while states.iter().any(Option::is_none) || part.is_none() {
+            crossbeam_channel::select! {
+                recv(snapshots) -> s => match s {
+                    Ok(s) if s.epoch == epoch => { let w = s.worker; states[w] = Some(s); }
+                    Ok(_) => {}
+                    Err(_) => break 'run,
+                },
+                recv(sealed) -> p => match p {
+                    Ok(p) if p.epoch == epoch => part = Some(p),
+                    Ok(p) => leftover.push(p),
+                    Err(_) => break 'run,
+                },
+                default(Duration::from_millis(20)) => {
+                    if done.load(Ordering::Relaxed) {
+                        // The input ended before every input passed the barrier: the final
+                        // epoch takes over whatever this one holds.
+                        leftover.extend(part.take());
+                        break 'run;
+                    }
+                }
+            }
+        }
+        let part = part.expect("loop ends with the part");
+        let (lines, rows, malformed) = run.counts_before(at);
+        let max_ts = run
+            .barrier_max_ts
+            .lock()
+            .expect("lock")
+            .get(&epoch)
+            .copied()
+            .unwrap_or(i64::MIN);
+        let sources = serde_json::to_value(SourcePosition {
+            chunk: at,
+            chunk_bytes: run.chunk_bytes,
+            offset: run.chunk_start(at) as u64,
+            max_ts,
+            lines,
+            rows,
+            malformed,
+        })
+        .expect("serialisable");
+        let snapshots: Vec<WorkerSnapshot> = states
+            .into_iter()
+            .map(|s| s.expect("all present"))
+            .collect();
+        stats.bytes += store.commit(epoch, id, &snapshots, sources, part_json(&part), false)?;
+        promote(parts_dir, epoch)?;
+        store.retain(ck.keep)?;
+        let took = requested.elapsed();
+        total += took;
+        stats.max = stats.max.max(took);
+        stats.committed += 1;
+        last = epoch;
+    }
+    if stats.committed > 0 {
+        stats.mean = total / stats.committed as u32;
+    }
+    Ok((last, stats))
+}
