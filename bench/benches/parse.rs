@@ -6,6 +6,7 @@
 //! * `parse/combined/all`: every column, the request fields included.
 //! * `parse/common/ts_client`, `parse/simple/ts_client`: the other formats.
 //! * `detect/combined`: format detection on a 4 KiB sample.
+//! * `gen/combined`: the synthetic log generator itself (100k lines into `io::sink`).
 //!
 //! The logs are generated in memory with `weir_io::gen` (seed 42, 10k clients, 2 s out of order,
 //! 0.1 % malformed lines), about 50 MB each.
@@ -102,5 +103,22 @@ fn log_small() -> (Vec<u8>, GenOptions) {
     (generate_vec(&opts).0, opts)
 }
 
-criterion_group!(benches, parsers, detection);
+fn generation(c: &mut Criterion) {
+    let opts = GenOptions {
+        lines: 100_000,
+        clients: 10_000,
+        out_of_order_ms: 2_000,
+        malformed: 0.001,
+        ..GenOptions::default()
+    };
+    let bytes = generate_vec(&opts).1.bytes;
+    let mut g = c.benchmark_group("gen");
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function("combined", |b| {
+        b.iter(|| weir_io::gen::generate(&opts, &mut std::io::sink()).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsers, detection, generation);
 criterion_main!(benches);
