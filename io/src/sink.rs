@@ -69,21 +69,13 @@ pub fn writer(
     schema: SchemaRef,
     utc_offset_secs: i32,
 ) -> Result<Box<dyn BatchWriter>> {
-    Ok(match format {
+    match format {
         OutputFormat::Arrow => {
             let w = FileWriter::try_new(out, &schema).map_err(|e| arrow_err(&path, e))?;
-            Box::new(IpcWriter { w, path })
+            Ok(Box::new(IpcWriter { w, path }))
         }
-        _ => Box::new(TextWriter {
-            format,
-            out,
-            path,
-            schema,
-            buf: Vec::with_capacity(1 << 17),
-            header_done: false,
-            utc_offset_ms: i64::from(utc_offset_secs) * 1000,
-        }),
-    })
+        _ => continue_writer(format, out, path, schema, utc_offset_secs, false),
+    }
 }
 
 /// Like [`writer`], for output that continues where an earlier run's committed output stopped
