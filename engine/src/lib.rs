@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod checkpoint;
 mod error;
 mod hash;
 mod job;
