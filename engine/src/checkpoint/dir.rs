@@ -342,8 +342,12 @@ impl<S: Storage> CheckpointDir<S> {
         let mut complete = Vec::new();
         let epochs = self.epochs()?;
         for &epoch in &epochs {
-            if let Ok(Some(_)) = read_manifest(&self.storage, &self.folder(epoch)) {
-                complete.push(epoch);
+            match read_manifest(&self.storage, &self.folder(epoch)) {
+                Ok(Some(_)) => complete.push(epoch),
+                // Incomplete or damaged: not a checkpoint; deleted if older than a complete one.
+                Ok(None) => {}
+                Err(e @ CheckpointError::Io { .. }) => return Err(e),
+                Err(_) => {}
             }
         }
         let Some(&newest) = complete.last() else {
