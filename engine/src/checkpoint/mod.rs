@@ -15,7 +15,7 @@
 //!   └─ retain(k)                       delete all but the newest k complete checkpoints
 //! ```
 //!
-//! Modules, bottom up: [`storage`] (the file operations, real and fault-injecting), [`file`]
+//! Modules, bottom up: [`storage`] (the file operations, real and fault-injecting), [`file`](mod@file)
 //! (the state file format), [`manifest`] (the manifest and its commit), [`dir`] (the root
 //! folder: lock, layout, recovery, retention). The invariant every step keeps: a crash between
 //! any two file operations leaves either the previous checkpoint or the new one as the newest
