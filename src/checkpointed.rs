@@ -38,7 +38,8 @@ use crate::error::{opening, Error, Result};
 use crate::replay::{
     job_builder, parse_options, pick_format, FileRun, ReplayConfig, RunSummary, Started,
 };
-use store::{CheckpointStore, Manifest};
+use store::CheckpointStore;
+use weir_engine::checkpoint::JobIdentity;
 
 /// Checkpointing settings.
 #[derive(Debug, Clone)]
@@ -87,20 +88,28 @@ pub struct SourcePosition {
     pub malformed: u64,
 }
 
-/// The identity of a replay job: a checkpoint is restored only into the same job.
-pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> serde_json::Value {
-    serde_json::json!({
-        "input": file.path().canonicalize().unwrap_or_else(|_| file.path().to_owned()),
-        "input_bytes": file.bytes().len(),
-        "format": format,
-        "window_ms": cfg.job.window.as_millis() as u64,
-        "keys": cfg.job.keys,
-        "aggregates": ["count"],
-        "parallelism": cfg.job.parallelism,
-        "watermark": format!("{:?}", cfg.job.watermark),
-        "chunk_bytes": cfg.chunk_bytes,
-        "output_format": format!("{:?}", cfg.job.output_format),
-    })
+/// The identity of a replay job: a checkpoint is restored only into the same job. Everything
+/// that changes what the state or the positions mean is part of it; the input names the file,
+/// its size and how it is read.
+pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> JobIdentity {
+    let path = file
+        .path()
+        .canonicalize()
+        .unwrap_or_else(|_| file.path().to_owned());
+    JobIdentity {
+        input: format!(
+            "{} ({} bytes, {format}, chunks of {} bytes, {:?}, {:?} output)",
+            path.display(),
+            file.bytes().len(),
+            cfg.chunk_bytes,
+            cfg.job.watermark,
+            cfg.job.output_format,
+        ),
+        window_ms: cfg.job.window.as_millis() as i64,
+        keys: cfg.job.keys.clone(),
+        aggregates: vec!["count(*)".into()],
+        parallelism: cfg.job.parallelism,
+    }
 }
 
 /// The sink of a checkpointed run: results into the pending part, sealed at each checkpoint.
@@ -172,29 +181,30 @@ pub fn replay_checkpointed(
     } else {
         let found = store.latest_valid(&id)?;
         for skipped in &found.skipped {
-            say(&format!("checkpoint skipped: {skipped}"));
+            say(skipped);
         }
         found.checkpoint
     };
+    store.continue_after(restored.as_ref().map_or(0, |r| r.epoch))?;
     let mut stats = CheckpointStats::default();
 
-    if let Some(r) = restored.as_ref().filter(|r| r.manifest.is_final) {
+    if let Some(r) = restored.as_ref().filter(|r| r.is_final) {
         // The run had finished; only promotions and the output may be missing.
-        for e in 1..=r.manifest.epoch {
+        for e in 1..=r.epoch {
             promote(&parts_dir, e)?;
         }
-        concat_into(&parts_dir, r.manifest.epoch, &output)?;
+        concat_into(&parts_dir, r.epoch, &output)?;
         say(&format!(
             "checkpoint {} is final: the run was complete; output written again",
-            r.manifest.epoch
+            r.epoch
         ));
-        stats.resumed_from = Some(r.manifest.epoch);
-        return Ok((final_summary(format, &r.manifest, started_at), stats));
+        stats.resumed_from = Some(r.epoch);
+        return Ok((final_summary(format, &r.sources, started_at), stats));
     }
 
-    let committed = restored.as_ref().map_or(0, |r| r.manifest.epoch);
+    let committed = restored.as_ref().map_or(0, |r| r.epoch);
     let position: SourcePosition = match &restored {
-        Some(r) => serde_json::from_value(r.manifest.sources.clone()).map_err(|e| {
+        Some(r) => serde_json::from_value(r.sources.clone()).map_err(|e| {
             Error::usage(format!(
                 "checkpoint {committed}: unreadable source position: {e}"
             ))
@@ -204,13 +214,13 @@ pub fn replay_checkpointed(
     if let Some(r) = &restored {
         say(&format!(
             "resuming from checkpoint {} in {}: byte {} (line {}) of {}",
-            r.manifest.epoch,
+            r.epoch,
             ck.dir.display(),
             position.offset,
             position.lines + 1,
             path.display()
         ));
-        stats.resumed_from = Some(r.manifest.epoch);
+        stats.resumed_from = Some(r.epoch);
     }
 
     let parts = PartFiles::resume(&parts_dir, committed)?;
@@ -254,10 +264,7 @@ pub fn replay_checkpointed(
         sealed: sealed_tx,
     });
     let job = match &restored {
-        Some(r) => {
-            let states: Vec<&[u8]> = r.states.iter().map(|s| &s[..]).collect();
-            spec.start_restored(schema.clone(), sink, &states)?
-        }
+        Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
         None => spec.start_with_sink(schema.clone(), sink)?,
     };
     let mut started = Started::attach(job, &cfg.job, schema)?;
@@ -342,10 +349,10 @@ fn part_json(p: &SealedPart) -> serde_json::Value {
 
 fn final_summary(
     format: weir_io::parse::LogFormat,
-    m: &Manifest,
+    sources: &serde_json::Value,
     started_at: Instant,
 ) -> RunSummary {
-    let pos: SourcePosition = serde_json::from_value(m.sources.clone()).unwrap_or_default();
+    let pos: SourcePosition = serde_json::from_value(sources.clone()).unwrap_or_default();
     let parse = weir_io::parse::ParseStats {
         lines: pos.lines,
         bytes: pos.offset,
@@ -375,7 +382,7 @@ fn coordinate(
     snapshots: &Receiver<WorkerSnapshot>,
     sealed: &Receiver<SealedPart>,
     done: &AtomicBool,
-    id: &serde_json::Value,
+    id: &JobIdentity,
     leftover: &mut Vec<SealedPart>,
 ) -> Result<(u64, CheckpointStats)> {
     let mut stats = CheckpointStats::default();
@@ -400,12 +407,19 @@ fn coordinate(
                 recv(snapshots) -> s => match s {
                     Ok(s) if s.epoch == epoch => { let w = s.worker; states[w] = Some(s); }
                     Ok(_) => {}
-                    Err(_) => break 'run,
+                    Err(_) => {
+                        leftover.extend(part.take());
+                        break 'run;
+                    }
                 },
                 recv(sealed) -> p => match p {
                     Ok(p) if p.epoch == epoch => part = Some(p),
                     Ok(p) => leftover.push(p),
-                    Err(_) => break 'run,
+                    // The job has ended: a part received for this epoch was the final one.
+                    Err(_) => {
+                        leftover.extend(part.take());
+                        break 'run;
+                    }
                 },
                 default(Duration::from_millis(20)) => {
                     if done.load(Ordering::Relaxed) {

@@ -13,6 +13,9 @@ pub enum Error {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] weir_engine::EngineError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(weir_engine::checkpoint::CheckpointError),
     /// A network address could not be used.
     #[error("{addr}: {what}: {source}")]
     Net {
