@@ -318,6 +318,9 @@ pub fn replay_checkpointed(
         malformed: totals.2,
     })
     .expect("serialisable");
+    for p in &leftover {
+        p.sync()?;
+    }
     let sink = serde_json::json!({ "parts_after": last, "last_part": final_epoch });
     store.commit(final_epoch, &id, &[], manifest_sources, sink, true)?;
     for e in last + 1..=final_epoch {
@@ -432,6 +435,7 @@ fn coordinate(
             }
         }
         let part = part.expect("loop ends with the part");
+        part.sync()?;
         let (lines, rows, malformed) = run.counts_before(at);
         let max_ts = run
             .barrier_max_ts

@@ -8,8 +8,8 @@
 //!   OUTPUT                  at the end: parts 1..=last concatenated (temp file, fsync, rename)
 //! ```
 //!
-//! The protocol, for checkpoint *n*: [`PartFiles::seal`] flushes and fsyncs `pending-n` and starts
-//! `pending-(n+1)`; the checkpoint's manifest is committed; then [`promote`] renames `pending-n`
+//! The protocol, for checkpoint *n*: [`PartFiles::seal`] closes `pending-n` to writes and starts
+//! `pending-(n+1)`; [`SealedPart::sync`] fsyncs it; the checkpoint's manifest is committed; then [`promote`] renames `pending-n`
 //! to `part-n` and fsyncs the folder. A crash before the manifest leaves `pending-n` behind, and
 //! recovery ([`PartFiles::resume`]) deletes it with every part after the restored epoch; a crash
 //! after the manifest but before the rename is finished by recovery promoting `pending-n`. So the
@@ -38,8 +38,10 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// A sealed pending part: its epoch, path and length.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A sealed pending part: its epoch, path and length. Its data is not yet durable: call
+/// [`SealedPart::sync`] before committing the checkpoint that makes it visible (the checkpoint
+/// coordinator does, off the thread that writes results).
+#[derive(Debug)]
 pub struct SealedPart {
     /// The checkpoint epoch whose results it holds.
     pub epoch: u64,
@@ -47,6 +49,14 @@ pub struct SealedPart {
     pub path: PathBuf,
     /// Bytes in it.
     pub len: u64,
+    file: File,
+}
+
+impl SealedPart {
+    /// fsyncs the part.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_all().map_err(|e| Error::io(&self.path, e))
+    }
 }
 
 struct Inner {
@@ -104,19 +114,17 @@ impl PartFiles {
         PartWriter(self.clone())
     }
 
-    /// Seals the current pending part (flush, fsync) and starts the next epoch's.
+    /// Seals the current pending part (no more writes go to it) and starts the next epoch's.
     pub fn seal(&self) -> Result<SealedPart> {
         let mut g = self.inner.lock().expect("part files lock");
-        g.file.sync_all().map_err(|e| Error::io(&g.path, e))?;
+        let (file, path) = create_pending(&g.dir, g.epoch + 1)?;
         let sealed = SealedPart {
             epoch: g.epoch,
-            path: g.path.clone(),
+            path: std::mem::replace(&mut g.path, path),
             len: g.len,
+            file: std::mem::replace(&mut g.file, file),
         };
-        let (file, path) = create_pending(&g.dir, g.epoch + 1)?;
         g.epoch += 1;
-        g.file = file;
-        g.path = path;
         g.len = 0;
         Ok(sealed)
     }
@@ -197,6 +205,7 @@ mod tests {
         let mut w = parts.writer();
         w.write_all(b"one\n").unwrap();
         let s1 = parts.seal().unwrap();
+        s1.sync().unwrap();
         assert_eq!((s1.epoch, s1.len), (1, 4));
         w.write_all(b"two\n").unwrap();
         let s2 = parts.seal().unwrap();
