@@ -2,7 +2,8 @@
 //! window of `keys` distinct u32 keys (`count()` and their key interner); 200 barriers are
 //! injected, each after a batch that touches every page (so each snapshot finds the previous one
 //! already copied out: the steady state of a running job). Reports the pause distribution from
-//! the workers' own measurement (`WorkerSnapshot::pause`) and the size of the encoded state.
+//! the workers' own measurement (`WorkerSnapshot::pause`), the size of the encoded state, and how
+//! fast the last snapshot is written as a real checkpoint (MiB/s, fsyncs included).
 //!
 //! ```text
 //! cargo run --release -p weir-bench --bin barrier_pause -- [KEYS,...]
@@ -47,13 +48,39 @@ fn main() {
         }
         let mut encoded = 0;
         let mut pauses = Vec::new();
+        let mut last = None;
         for epoch in 1..=200 {
             input.push(touch[0].clone()).expect("push");
             input.barrier(epoch).expect("barrier");
             let s = rx.recv().expect("a snapshot per barrier");
             pauses.push(s.pause);
             encoded = s.encoded_len();
+            last = Some(s);
         }
+        // Checkpoint write throughput: the last snapshot written as a real checkpoint (state
+        // file through a writable mmap, msync, fsync; manifest commit with fsyncs).
+        let dir = std::env::temp_dir().join(format!("weir-barrier-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ckdir = weir_engine::checkpoint::CheckpointDir::open(&dir).expect("checkpoint dir");
+        let snap = last.expect("200 snapshots");
+        let identity = weir_engine::checkpoint::JobIdentity {
+            input: "bench".into(),
+            window_ms: 3_600_000,
+            keys: vec!["key".into()],
+            aggregates: vec!["count(*)".into()],
+            parallelism: 1,
+        };
+        let t = std::time::Instant::now();
+        let mut pending = ckdir.begin(1).expect("begin");
+        pending
+            .write_state(0, snap.encoded_len() as u64, |buf| snap.encode(buf))
+            .expect("write state");
+        pending
+            .commit(&identity, serde_json::Value::Null, serde_json::Value::Null)
+            .expect("commit");
+        let write = t.elapsed();
+        drop(ckdir);
+        let _ = std::fs::remove_dir_all(&dir);
         input.finish().expect("finish");
         job.join().expect("run");
         pauses.sort();
@@ -61,12 +88,14 @@ fn main() {
         let p99 = q(0.99);
         let ratio = base.map_or(1.0, |b: Duration| p99.as_secs_f64() / b.as_secs_f64());
         base.get_or_insert(p99);
+        let mib = encoded as f64 / (1 << 20) as f64;
         println!(
-            "{k:>9} keys: pause p50 {:>8.1} µs, p99 {:>8.1} µs, max {:>8.1} µs ({ratio:.2}x the first p99); state {:.1} MiB encoded",
+            "{k:>9} keys: pause p50 {:>8.1} µs, p99 {:>8.1} µs, max {:>8.1} µs ({ratio:.2}x the first p99); state {mib:.1} MiB, checkpoint written in {:.1} ms ({:.0} MiB/s)",
             q(0.5).as_secs_f64() * 1e6,
             p99.as_secs_f64() * 1e6,
             pauses[pauses.len() - 1].as_secs_f64() * 1e6,
-            encoded as f64 / (1 << 20) as f64
+            write.as_secs_f64() * 1e3,
+            mib / write.as_secs_f64(),
         );
     }
 }
