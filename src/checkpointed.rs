@@ -305,7 +305,9 @@ pub fn replay_checkpointed(
     // (the last by the sink's finish, once the job has ended).
     leftover.extend(sealed_rx.try_iter());
     let Some(final_epoch) = leftover.iter().map(|p| p.epoch).max() else {
-        return Err(Error::usage("the output's last part was not sealed"));
+        return Err(Error::Engine(weir_engine::EngineError::Internal(
+            "the output's last part was not sealed".into(),
+        )));
     };
     let totals = run.counts_before(run.chunks);
     let manifest_sources = serde_json::to_value(SourcePosition {
