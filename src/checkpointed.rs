@@ -235,12 +235,12 @@ pub fn replay_checkpointed(
 
     let mut run = FileRun::new(cfg, &file, opts.clone(), position.chunk);
     if position.chunk > 0 {
-        // The lines before the restored position count towards line numbers and totals.
-        let c = &run.counts[position.chunk - 1];
-        c.lines.store(position.lines, Ordering::Relaxed);
-        c.rows.store(position.rows, Ordering::Relaxed);
-        c.malformed.store(position.malformed, Ordering::Relaxed);
-        run.resume_max_ts = Some(position.max_ts);
+        run.resume(
+            position.lines,
+            position.rows,
+            position.malformed,
+            position.max_ts,
+        );
     }
 
     let (snap_tx, snap_rx) = crossbeam_channel::unbounded();

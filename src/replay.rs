@@ -391,11 +391,11 @@ pub(crate) struct FileRun<'a> {
     pub chunks: usize,
     pub claims: Claims,
     stop: AtomicBool,
-    pub counts: Vec<ChunkCounts>,
+    counts: Vec<ChunkCounts>,
     /// Per barrier epoch, the smallest `Input::max_timestamp` of the inputs that injected it.
     pub barrier_max_ts: std::sync::Mutex<std::collections::BTreeMap<u64, i64>>,
     /// A restored run resumes every input's watermark from here.
-    pub resume_max_ts: Option<i64>,
+    resume_max_ts: Option<i64>,
     progress: Option<Progress>,
     chunk_delay: Duration,
 }
@@ -423,6 +423,19 @@ impl<'a> FileRun<'a> {
             progress: cfg.progress.clone(),
             chunk_delay: cfg.chunk_delay,
         }
+    }
+
+    /// Continues a run restored at its first chunk: the lines, rows and malformed lines before
+    /// it count towards line numbers and totals (booked on the chunk before, which this run does
+    /// not parse), and every input's watermark resumes from `max_ts`.
+    pub(crate) fn resume(&mut self, lines: u64, rows: u64, malformed: u64, max_ts: i64) {
+        let first = self.claims.state.lock().expect("claims lock").next;
+        if let Some(c) = first.checked_sub(1).and_then(|i| self.counts.get(i)) {
+            c.lines.store(lines, Ordering::Relaxed);
+            c.rows.store(rows, Ordering::Relaxed);
+            c.malformed.store(malformed, Ordering::Relaxed);
+        }
+        self.resume_max_ts = Some(max_ts);
     }
 
     /// The byte offset where chunk `i` starts (the file's length past the end).

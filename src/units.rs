@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use weir_io::parse::timestamp::days_from_civil;
+
 /// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -68,7 +70,7 @@ pub fn parse_date(s: &str) -> Result<i32, String> {
     let [y, m, d] = parts[..] else {
         return Err(bad());
     };
-    let (y, m, d): (i64, u32, u32) = (
+    let (y, m, d): (i32, u32, u32) = (
         y.parse().map_err(|_| bad())?,
         m.parse().map_err(|_| bad())?,
         d.parse().map_err(|_| bad())?,
@@ -76,14 +78,8 @@ pub fn parse_date(s: &str) -> Result<i32, String> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from civil (proleptic Gregorian), after Howard Hinnant's published algorithm.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    i32::try_from(era * 146_097 + doe - 719_468).map_err(|_| bad())
+    // The parser's calendar, so a `--date` and a log line's date agree.
+    i32::try_from(days_from_civil(y, m, d)).map_err(|_| bad())
 }
 
 #[cfg(test)]
