@@ -460,7 +460,9 @@ fn coordinate(
             .into_iter()
             .map(|s| s.expect("all present"))
             .collect();
-        stats.bytes += store.commit(epoch, id, &snapshots, sources, part_json(&part), false)?;
+        stats.bytes += store
+            .commit(epoch, id, &snapshots, sources, part_json(&part), false)?
+            .bytes;
         promote(parts_dir, epoch)?;
         store.retain(ck.keep)?;
         let took = requested.elapsed();

@@ -16,6 +16,9 @@ pub enum Error {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(weir_engine::checkpoint::CheckpointError),
+    /// A Kafka broker refused, failed or could not be reached; the message names the address.
+    #[error(transparent)]
+    Kafka(#[from] weir_io::kafka::KafkaIoError),
     /// A network address could not be used.
     #[error("{addr}: {what}: {source}")]
     Net {

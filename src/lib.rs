@@ -31,6 +31,7 @@
 
 pub mod checkpointed;
 mod error;
+pub mod kafka_run;
 pub mod replay;
 pub mod serve;
 pub mod units;

@@ -6,12 +6,15 @@
 //! * [`source`]: memory-mapped files in line-aligned chunks, and streams (stdin, gzip, sockets)
 //!   in chunks of whole lines.
 //! * [`sink`]: result writers (the seed's print format, CSV, JSON lines, Arrow IPC).
+//! * [`kafka`]: Kafka topics in and out: partition readers, the transactional producer, the
+//!   progress record and the output record format.
 //! * [`error`]: the crate's one error type.
 //!
 //! io knows nothing of how windows are kept: it produces and consumes Arrow batches.
 
 pub mod error;
 pub mod gen;
+pub mod kafka;
 pub mod parse;
 pub mod parts;
 pub mod sink;

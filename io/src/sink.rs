@@ -167,17 +167,7 @@ impl BatchWriter for TextWriter {
                 self.buf.push(b'\n');
             }
         }
-        let cols: Vec<ColumnFormatter> = batch.columns().iter().map(ColumnFormatter::new).collect();
-        let names: Vec<Vec<u8>> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                let mut n = Vec::new();
-                json_string(f.name().as_bytes(), &mut n);
-                n
-            })
-            .collect();
+        let rows = RowRenderer::new(batch, 0);
         for row in 0..batch.num_rows() {
             match self.format {
                 OutputFormat::Print => {
@@ -187,31 +177,13 @@ impl BatchWriter for TextWriter {
                         .as_primitive::<TimestampMillisecondType>()
                         .value(row);
                     clock(start + self.utc_offset_ms, &mut self.buf);
-                    for c in &cols[2..] {
+                    for c in &rows.cols[2..] {
                         self.buf.push(b' ');
                         c.write(row, Style::Plain, &mut self.buf);
                     }
                 }
-                OutputFormat::Csv => {
-                    for (i, c) in cols.iter().enumerate() {
-                        if i > 0 {
-                            self.buf.push(b',');
-                        }
-                        c.write(row, Style::Csv, &mut self.buf);
-                    }
-                }
-                OutputFormat::Jsonl => {
-                    self.buf.push(b'{');
-                    for (i, c) in cols.iter().enumerate() {
-                        if i > 0 {
-                            self.buf.push(b',');
-                        }
-                        self.buf.extend_from_slice(&names[i]);
-                        self.buf.push(b':');
-                        c.write(row, Style::Json, &mut self.buf);
-                    }
-                    self.buf.push(b'}');
-                }
+                OutputFormat::Csv => rows.csv(row, &mut self.buf),
+                OutputFormat::Jsonl => rows.json(row, &mut self.buf),
                 OutputFormat::Arrow => unreachable!("IPC has its own writer"),
             }
             self.buf.push(b'\n');
@@ -232,6 +204,71 @@ impl BatchWriter for TextWriter {
         }
         self.spill()?;
         self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// One result row at a time, as a CSV line or a JSON object (no line break), and its key: what
+/// the text writers and the Kafka sink's records are made of.
+pub struct RowRenderer<'a> {
+    cols: Vec<ColumnFormatter<'a>>,
+    names: Vec<Vec<u8>>,
+    keys: std::ops::Range<usize>,
+}
+
+impl<'a> RowRenderer<'a> {
+    /// A renderer of `batch`'s rows. Result batches hold `window_start`, `window_end`, then
+    /// `key_columns` key columns, then the aggregates.
+    pub fn new(batch: &'a RecordBatch, key_columns: usize) -> Self {
+        let cols = batch.columns().iter().map(ColumnFormatter::new).collect();
+        let names = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let mut n = Vec::new();
+                json_string(f.name().as_bytes(), &mut n);
+                n
+            })
+            .collect();
+        Self {
+            cols,
+            names,
+            keys: 2..2 + key_columns,
+        }
+    }
+
+    /// Row `row` as a CSV line without its line break.
+    pub fn csv(&self, row: usize, buf: &mut Vec<u8>) {
+        for (i, c) in self.cols.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            c.write(row, Style::Csv, buf);
+        }
+    }
+
+    /// Row `row` as a JSON object: `{"window_start":…,"window_end":…,"client":…,"count":…}`.
+    pub fn json(&self, row: usize, buf: &mut Vec<u8>) {
+        buf.push(b'{');
+        for (i, c) in self.cols.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(&self.names[i]);
+            buf.push(b':');
+            c.write(row, Style::Json, buf);
+        }
+        buf.push(b'}');
+    }
+
+    /// Row `row`'s key columns as plain text, joined by `|`.
+    pub fn key(&self, row: usize, buf: &mut Vec<u8>) {
+        for (i, c) in self.cols[self.keys.clone()].iter().enumerate() {
+            if i > 0 {
+                buf.push(b'|');
+            }
+            c.write(row, Style::Plain, buf);
+        }
     }
 }
 

@@ -25,6 +25,16 @@ pub struct Restored {
 }
 
 impl Restored {
+    /// The fingerprint of its manifest ([`manifest_hash`]).
+    pub fn manifest_hash(&self) -> String {
+        manifest_hash(&self.inner.manifest)
+    }
+
+    /// Its folder.
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
     /// Each worker's state payload, in worker order.
     pub fn states(&self) -> Vec<&[u8]> {
         self.inner.states().map(|s| &s[..]).collect()
@@ -37,6 +47,20 @@ pub struct Found {
     pub checkpoint: Option<Restored>,
     /// Newer checkpoints that were not usable, each naming the file and the reason.
     pub skipped: Vec<String>,
+}
+
+/// A checkpoint just committed to disk.
+pub struct Committed {
+    /// Bytes of state written.
+    pub bytes: u64,
+    /// Its manifest's fingerprint ([`manifest_hash`]).
+    pub manifest: String,
+}
+
+/// The fingerprint of a manifest: XXH3-64 of its bytes, in hex. A Kafka sink records it with
+/// each committed transaction, tying the broker's progress to one local checkpoint.
+pub fn manifest_hash(m: &checkpoint::Manifest) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&m.to_bytes()))
 }
 
 /// The checkpoint folder of one replay job, locked for this process.
@@ -93,7 +117,17 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Writes and commits checkpoint `epoch`; returns the bytes of state written.
+    /// The epochs of every checkpoint folder, complete or not, oldest first.
+    pub fn epochs(&self) -> Result<Vec<u64>> {
+        Ok(self.dir.epochs()?)
+    }
+
+    /// The folder of checkpoint `epoch`.
+    pub fn folder(&self, epoch: u64) -> std::path::PathBuf {
+        self.dir.folder(epoch)
+    }
+
+    /// Writes and commits checkpoint `epoch`.
     pub fn commit(
         &mut self,
         epoch: u64,
@@ -102,7 +136,7 @@ impl CheckpointStore {
         sources: serde_json::Value,
         output: serde_json::Value,
         is_final: bool,
-    ) -> Result<u64> {
+    ) -> Result<Committed> {
         let mut pending = self.dir.begin(epoch)?;
         let mut bytes = 0;
         for s in snapshots {
@@ -111,8 +145,11 @@ impl CheckpointStore {
             bytes += digest.len;
         }
         let sink = serde_json::json!({ "final": is_final, "output": output });
-        pending.commit(job, sources, sink)?;
-        Ok(bytes)
+        let done = pending.commit(job, sources, sink)?;
+        Ok(Committed {
+            bytes,
+            manifest: manifest_hash(&done.manifest),
+        })
     }
 
     /// Keeps the newest `keep` complete checkpoints.

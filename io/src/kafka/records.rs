@@ -1,0 +1,161 @@
+//! What weir writes to Kafka: result records, their headers, and the progress record.
+//!
+//! A result record: key = the row's key columns (`10.0.0.1`; several keys joined by `|`), value
+//! = one JSON object `{"window_start":…,"window_end":…,"client":…,"count":…}` (window bounds in
+//! epoch milliseconds) or, on request, the same row as a CSV line. Headers:
+//!
+//! | header         | value (decimal ASCII)                                            |
+//! |----------------|------------------------------------------------------------------|
+//! | `weir-epoch`   | the checkpoint epoch, i.e. the transaction, the record belongs to |
+//! | `weir-attempt` | the run's restart counter (grows with every start of the job)     |
+//!
+//! The progress record is not a record: it is the committed offset of the job's group on
+//! partition 0 of [`PROGRESS_TOPIC`], sent with `send_offsets_to_transaction`, so it commits
+//! exactly when the transaction does. Offset = the epoch; metadata = [`Progress`] as JSON.
+//!
+//! The headers let an auditor resolve the committed output on a broker that shows records of
+//! aborted transactions to `read_committed` readers (tansu 0.4): epoch `e` was committed by
+//! attempt [`Progress::committed_attempt`]`(e)`, and every record of epoch `e` from another
+//! attempt belongs to an aborted transaction.
+
+use serde::{Deserialize, Serialize};
+
+/// Header naming the epoch (transaction) of a result record.
+pub const EPOCH_HEADER: &str = "weir-epoch";
+/// Header naming the attempt (restart counter) that wrote a result record.
+pub const ATTEMPT_HEADER: &str = "weir-attempt";
+/// The one-partition topic whose committed offsets (one per job group) record progress.
+pub const PROGRESS_TOPIC: &str = "weir-progress";
+/// Attempts remembered in [`Progress::attempts`]; older ones are dropped (Kafka limits offset
+/// metadata to 4 KiB by default).
+pub const MAX_ATTEMPTS: usize = 100;
+
+/// The value format of result records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueFormat {
+    /// A JSON object per row.
+    #[default]
+    Json,
+    /// A CSV line per row (no header).
+    Csv,
+}
+
+impl std::str::FromStr for ValueFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "json" | "jsonl" => Ok(Self::Json),
+            "csv" => Ok(Self::Csv),
+            _ => Err(format!("{s}: not a record value format (json, csv)")),
+        }
+    }
+}
+
+/// The metadata of the progress group's committed offset: which job, which epoch, which local
+/// checkpoint, and which attempt committed which epochs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The job (its transactional id).
+    pub job: String,
+    /// The committed epoch (also the offset).
+    pub epoch: u64,
+    /// XXH3-64 of the checkpoint's manifest, in hex: the local checkpoint that belongs to it.
+    pub manifest: String,
+    /// Whether this epoch ended a bounded run: every window has been delivered.
+    #[serde(default)]
+    pub finished: bool,
+    /// `[attempt, first epoch it committed]`, oldest first.
+    pub attempts: Vec<[u64; 2]>,
+}
+
+impl Progress {
+    /// The attempt that committed `epoch` (≤ [`Progress::epoch`]), if it is still remembered.
+    pub fn committed_attempt(&self, epoch: u64) -> Option<u64> {
+        if epoch > self.epoch {
+            return None;
+        }
+        self.attempts
+            .iter()
+            .rev()
+            .find(|[_, first]| *first <= epoch)
+            .map(|[attempt, _]| *attempt)
+    }
+
+    /// The epochs this metadata can resolve: from the first remembered attempt's first epoch.
+    pub fn first_resolvable(&self) -> u64 {
+        self.attempts.first().map_or(u64::MAX, |[_, first]| *first)
+    }
+
+    /// The progress after `attempt` commits `epoch`.
+    pub fn advance(
+        prev: Option<&Progress>,
+        job: &str,
+        epoch: u64,
+        manifest: String,
+        attempt: u64,
+        finished: bool,
+    ) -> Progress {
+        let mut attempts = prev.map(|p| p.attempts.clone()).unwrap_or_default();
+        if attempts.last().is_none_or(|[a, _]| *a != attempt) {
+            attempts.push([attempt, epoch]);
+        }
+        if attempts.len() > MAX_ATTEMPTS {
+            attempts.drain(..attempts.len() - MAX_ATTEMPTS);
+        }
+        Progress {
+            job: job.to_owned(),
+            epoch,
+            manifest,
+            finished,
+            attempts,
+        }
+    }
+}
+
+/// The default job name (transactional id and group) of a pipeline from `input` to `output`:
+/// `weir-` and 16 hex digits of a hash of both names, stable across runs and versions.
+pub fn default_job_id(input: &str, output: &str) -> String {
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{input} -> {output}").as_bytes());
+    format!("weir-{h:016x}")
+}
+
+/// Parses a decimal header value.
+pub fn header_u64(v: Option<&[u8]>) -> Option<u64> {
+    std::str::from_utf8(v?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_attempt_follows_history() {
+        let mut p = Progress::advance(None, "j", 1, "m".into(), 1, false);
+        for e in 2..=4 {
+            p = Progress::advance(Some(&p), "j", e, "m".into(), 1, false);
+        }
+        // Attempt 2 crashed before committing anything; attempt 3 committed 5 and 6.
+        for e in 5..=6 {
+            p = Progress::advance(Some(&p), "j", e, "m".into(), 3, false);
+        }
+        assert_eq!(p.attempts, vec![[1, 1], [3, 5]]);
+        assert_eq!(p.committed_attempt(1), Some(1));
+        assert_eq!(p.committed_attempt(4), Some(1));
+        assert_eq!(p.committed_attempt(5), Some(3));
+        assert_eq!(p.committed_attempt(6), Some(3));
+        assert_eq!(p.committed_attempt(7), None);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Progress>(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut p = Progress::advance(None, "j", 1, "m".into(), 1, false);
+        for a in 2..=(MAX_ATTEMPTS as u64 + 10) {
+            p = Progress::advance(Some(&p), "j", a, "m".into(), a, false);
+        }
+        assert_eq!(p.attempts.len(), MAX_ATTEMPTS);
+        assert_eq!(p.first_resolvable(), 11);
+        assert!(serde_json::to_string(&p).unwrap().len() < 4096);
+    }
+}

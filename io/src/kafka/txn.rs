@@ -1,0 +1,327 @@
+//! The output side of exactly once: one transactional, idempotent producer per job, and the
+//! progress record that commits with each transaction.
+//!
+//! ```text
+//!  open():   init_transactions      fences a zombie with the same transactional id, aborts its
+//!                                   open transaction (presumed abort)
+//!            read_progress()        the group's committed progress: the last committed epoch
+//!  epoch n:  begin ─ send … send ─ commit(progress n [+ input offsets]) ─ begin ─ …
+//! ```
+//!
+//! [`Delivery::AtLeastOnce`] keeps the same calls without transactions: records are flushed at
+//! each checkpoint and the progress is committed as a plain offset commit afterwards, so a crash
+//! between the two repeats an epoch's output (the baseline of the exactly-once benchmark).
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::records::{Progress, ATTEMPT_HEADER, EPOCH_HEADER, PROGRESS_TOPIC};
+use super::{client_config, KafkaIoError, Result};
+
+/// Time allowed for a transactional call (init, commit, abort) before the run fails.
+pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The delivery guarantee of the Kafka sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Transactions: a crash loses and duplicates nothing.
+    #[default]
+    ExactlyOnce,
+    /// Idempotent producer without transactions: a crash may repeat the output since the last
+    /// checkpoint.
+    AtLeastOnce,
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exactly-once" => Ok(Self::ExactlyOnce),
+            "at-least-once" => Ok(Self::AtLeastOnce),
+            _ => Err(format!(
+                "{s}: not a delivery guarantee (exactly-once, at-least-once)"
+            )),
+        }
+    }
+}
+
+/// Settings of a job's producer.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// `HOST:PORT` of the brokers.
+    pub brokers: String,
+    /// The stable transactional id of the job.
+    pub transactional_id: String,
+    /// The group whose committed offsets hold the job's progress (and a Kafka source's
+    /// positions).
+    pub group: String,
+    /// The delivery guarantee.
+    pub delivery: Delivery,
+    /// `transaction.timeout.ms`: how long the broker keeps a transaction open for a producer
+    /// that stopped answering.
+    pub transaction_timeout: Duration,
+}
+
+/// The job's producer and the consumer handle of its progress group.
+pub struct JobProducer {
+    producer: BaseProducer,
+    group: BaseConsumer,
+    opts: ProducerOptions,
+    in_txn: bool,
+}
+
+impl JobProducer {
+    /// Creates the producer and, for exactly once, calls `init_transactions`: an older producer
+    /// with the same transactional id is fenced and its open transaction aborted.
+    pub fn open(opts: ProducerOptions) -> Result<Self> {
+        let addr = opts.brokers.clone();
+        let mut cfg = client_config(&opts.brokers);
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576");
+        let txn_ms = opts.transaction_timeout.as_millis().to_string();
+        if opts.delivery == Delivery::ExactlyOnce {
+            cfg.set("transactional.id", &opts.transactional_id)
+                .set("transaction.timeout.ms", &txn_ms)
+                .set("message.timeout.ms", &txn_ms);
+        }
+        let producer: BaseProducer<DefaultProducerContext> = cfg
+            .create()
+            .map_err(|e| KafkaIoError::call(&addr, "cannot create a producer", e))?;
+        let group = group_consumer(&opts.brokers, &opts.group)?;
+        if opts.delivery == Delivery::ExactlyOnce {
+            producer
+                .init_transactions(TXN_CALL_TIMEOUT)
+                .map_err(|e| txn_error(&opts, "init_transactions", e))?;
+        }
+        Ok(Self {
+            producer,
+            group,
+            opts,
+            in_txn: false,
+        })
+    }
+
+    /// The job's committed progress and the group's committed offsets of `inputs`
+    /// (`(topic, partition)`), in that order (`None`: nothing committed). Read after
+    /// [`JobProducer::open`], so a transaction that was committing has finished.
+    pub fn read_progress(
+        &self,
+        inputs: &[(String, i32)],
+    ) -> Result<(Option<Progress>, Vec<Option<i64>>)> {
+        read_progress(&self.group, &self.opts.brokers, &self.opts.group, inputs)
+    }
+
+    /// Begins the transaction of the next epoch (exactly once only).
+    pub fn begin(&mut self) -> Result<()> {
+        if self.opts.delivery == Delivery::ExactlyOnce && !self.in_txn {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| txn_error(&self.opts, "begin_transaction", e))?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    /// Sends one result record of `epoch`, waiting while the producer's queue is full.
+    pub fn send(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        epoch: u64,
+        attempt: u64,
+    ) -> Result<()> {
+        let epoch = itoa::Buffer::new().format(epoch).to_owned();
+        let attempt = itoa::Buffer::new().format(attempt).to_owned();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: EPOCH_HEADER,
+                value: Some(epoch.as_bytes()),
+            })
+            .insert(Header {
+                key: ATTEMPT_HEADER,
+                value: Some(attempt.as_bytes()),
+            });
+        let mut record = BaseRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .headers(headers);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    return Err(KafkaIoError::call(
+                        &self.opts.brokers,
+                        format!("produce to {topic}"),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Serves delivery reports; call now and then between sends.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Commits `progress` and `inputs` (`(topic, partition, next offset)`) with everything sent
+    /// since [`JobProducer::begin`]: one transaction. At least once: flushes, then commits the
+    /// offsets.
+    pub fn commit(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
+        let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
+        let meta = serde_json::to_string(progress).expect("serialisable");
+        tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))
+            .expect("a fresh list takes offsets");
+        if let Some(mut e) = tpl.find_partition(PROGRESS_TOPIC, 0) {
+            e.set_metadata(meta);
+        }
+        for (topic, partition, offset) in inputs {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .expect("a fresh list takes offsets");
+        }
+        match self.opts.delivery {
+            Delivery::ExactlyOnce => {
+                let cgm = self.group_metadata()?;
+                let sent = self
+                    .producer
+                    .send_offsets_to_transaction(&tpl, &cgm, TXN_CALL_TIMEOUT)
+                    .map_err(|e| txn_error(&self.opts, "send_offsets_to_transaction", e))
+                    .and_then(|()| {
+                        self.producer
+                            .commit_transaction(TXN_CALL_TIMEOUT)
+                            .map_err(|e| txn_error(&self.opts, "commit_transaction", e))
+                    });
+                self.in_txn = false;
+                if sent.is_err() {
+                    // Presumed abort: the epoch is repeated after a restart.
+                    let _ = self.producer.abort_transaction(TXN_CALL_TIMEOUT);
+                }
+                sent
+            }
+            Delivery::AtLeastOnce => {
+                self.producer
+                    .flush(TXN_CALL_TIMEOUT)
+                    .map_err(|e| KafkaIoError::call(&self.opts.brokers, "flush", e))?;
+                self.group
+                    .commit(&tpl, CommitMode::Sync)
+                    .map_err(|e| KafkaIoError::call(&self.opts.brokers, "commit offsets", e))
+            }
+        }
+    }
+
+    fn group_metadata(&self) -> Result<ConsumerGroupMetadata> {
+        self.group
+            .group_metadata()
+            .ok_or_else(|| KafkaIoError::Protocol {
+                addr: self.opts.brokers.clone(),
+                what: format!("no group metadata for group {}", self.opts.group),
+            })
+    }
+}
+
+/// A consumer that only names `group`: for its metadata, committed offsets and commits.
+pub fn group_consumer(brokers: &str, group: &str) -> Result<BaseConsumer> {
+    let mut cfg: ClientConfig = client_config(brokers);
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    cfg.create()
+        .map_err(|e| KafkaIoError::call(brokers, "cannot create a consumer", e))
+}
+
+/// The committed progress of `group` and its committed offsets of `inputs`.
+pub fn read_progress(
+    consumer: &BaseConsumer,
+    brokers: &str,
+    group: &str,
+    inputs: &[(String, i32)],
+) -> Result<(Option<Progress>, Vec<Option<i64>>)> {
+    let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
+    tpl.add_partition(PROGRESS_TOPIC, 0);
+    for (topic, partition) in inputs {
+        tpl.add_partition(topic, *partition);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, TXN_CALL_TIMEOUT)
+        .map_err(|e| {
+            KafkaIoError::call(
+                brokers,
+                format!("read committed offsets of group {group}"),
+                e,
+            )
+        })?;
+    let progress = match committed.find_partition(PROGRESS_TOPIC, 0) {
+        Some(e) => match e.offset() {
+            Offset::Offset(epoch) => {
+                let p: Progress =
+                    serde_json::from_str(e.metadata()).map_err(|err| KafkaIoError::Protocol {
+                        addr: brokers.to_owned(),
+                        what: format!(
+                            "group {group}: the progress offset {epoch} on {PROGRESS_TOPIC} \
+                             has metadata weir cannot read ({err}): {:?}",
+                            e.metadata()
+                        ),
+                    })?;
+                if p.epoch != epoch as u64 {
+                    return Err(KafkaIoError::Protocol {
+                        addr: brokers.to_owned(),
+                        what: format!(
+                            "group {group}: progress offset {epoch} but metadata says epoch {}",
+                            p.epoch
+                        ),
+                    });
+                }
+                Some(p)
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    let offsets = inputs
+        .iter()
+        .map(|(t, p)| {
+            committed
+                .find_partition(t, *p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        })
+        .collect();
+    Ok((progress, offsets))
+}
+
+fn txn_error(opts: &ProducerOptions, what: &str, e: KafkaError) -> KafkaIoError {
+    let fenced = matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    );
+    if fenced {
+        KafkaIoError::Fenced {
+            addr: opts.brokers.clone(),
+            id: opts.transactional_id.clone(),
+            source: Box::new(e),
+        }
+    } else {
+        KafkaIoError::call(
+            &opts.brokers,
+            format!("{what} (transactional id {:?})", opts.transactional_id),
+            e,
+        )
+    }
+}

@@ -1,0 +1,808 @@
+//! `weir run`: access-log lines from a Kafka topic, per-key window counts into another, exactly
+//! once (DESIGN.md §4: commit last, presumed abort).
+//!
+//! ```text
+//!  partition p ─▶ reader p (consumer, parser) ─▶ Input p ─┐
+//!      barrier n at a run boundary, position p ──────────┼──▶ workers ─▶ collector ─▶ KafkaSink
+//!                                                          │  snapshot n       │          │ epoch n's records
+//!                                                          ▼                   ▼          ▼ in transaction n
+//!  coordinator: positions n + snapshots n + sink ready n ─▶ write chk-n (fsync) ─▶ sink commits
+//!               transaction n with the progress offset (epoch n, manifest hash) and the input
+//!               offsets ─▶ retain old checkpoints ─▶ (interval) ─▶ barrier n+1
+//! ```
+//!
+//! The Kafka commit is the one decision point. On start the producer's `init_transactions`
+//! aborts whatever a crashed run left open, then the group's committed progress names the epoch
+//! to restore: its local checkpoint must exist and match the recorded manifest hash; newer local
+//! checkpoints were never committed and are discarded; anything else is an error naming the
+//! folder. With `stop_at_end` the run reads each partition up to the end offset it found at
+//! start, fires every window, commits a final epoch and returns.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use weir_engine::checkpoint::JobIdentity;
+use weir_engine::{Input, JobStats, ResultSink, SinkError, WorkerSnapshot};
+use weir_io::kafka::reader::PartitionReader;
+use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
+use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
+use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
+use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
+use weir_io::sink::RowRenderer;
+
+use crate::checkpointed::store::CheckpointStore;
+use crate::error::{Error, Result};
+use crate::replay::{job_builder, parse_options, JobOptions, ParseConfig};
+
+/// Everything `weir run` needs.
+#[derive(Debug, Clone)]
+pub struct KafkaRunConfig {
+    /// The input topic: one access-log line per record.
+    pub from: KafkaUrl,
+    /// The output topic.
+    pub to: KafkaUrl,
+    /// Checkpoints of the job's state (and its lock).
+    pub checkpoint_dir: PathBuf,
+    /// Time between barriers, i.e. between transactions.
+    pub interval: Duration,
+    /// The group holding the job's progress and input offsets.
+    pub group: String,
+    /// The producer's stable transactional id.
+    pub transactional_id: String,
+    /// Exactly once (transactions) or at least once.
+    pub delivery: Delivery,
+    /// The value format of result records.
+    pub value_format: ValueFormat,
+    /// Read up to the end offsets found at start, then fire every window and stop.
+    pub stop_at_end: bool,
+    /// Partitions of the output topic if weir creates it.
+    pub output_partitions: usize,
+    /// An input partition with nothing new for this long stops holding windows back.
+    pub idle_timeout: Duration,
+    /// Complete checkpoints to keep.
+    pub keep: usize,
+    /// How lines are read.
+    pub parse: ParseConfig,
+    /// What is computed.
+    pub job: JobOptions,
+    /// Test hook: a pause inside the commit window (after the local checkpoint is durable,
+    /// before the Kafka commit), so crash tests can kill a run there. Zero in normal use.
+    pub commit_delay: Duration,
+}
+
+impl KafkaRunConfig {
+    /// Defaults for a job from `from` to `to` with checkpoints in `dir`.
+    pub fn new(from: KafkaUrl, to: KafkaUrl, dir: impl Into<PathBuf>) -> Self {
+        let id = weir_io::kafka::records::default_job_id(&from.to_string(), &to.to_string());
+        Self {
+            from,
+            to,
+            checkpoint_dir: dir.into(),
+            interval: Duration::from_secs(1),
+            group: id.clone(),
+            transactional_id: id,
+            delivery: Delivery::ExactlyOnce,
+            value_format: ValueFormat::Json,
+            stop_at_end: false,
+            output_partitions: 4,
+            idle_timeout: Duration::from_secs(2),
+            keep: 2,
+            parse: ParseConfig::default(),
+            job: JobOptions::default(),
+            commit_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaRunSummary {
+    /// The log format used.
+    pub format: Option<LogFormat>,
+    /// Lines read by this run (after the restored position), malformed ones counted; examples
+    /// carry the offset in `line` and the partition in [`KafkaRunSummary::example_partitions`].
+    pub parse: ParseStats,
+    /// The partition of each malformed example.
+    pub example_partitions: Vec<i32>,
+    /// The engine's counters.
+    pub job: JobStats,
+    /// Transactions committed by this run.
+    pub commits: u64,
+    /// Result records produced by this run.
+    pub records: u64,
+    /// The epoch this run resumed from (0: the start).
+    pub resumed_from: u64,
+    /// This run's attempt number.
+    pub attempt: u64,
+    /// Whether the job had already finished before this run (nothing was done).
+    pub already_finished: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// A partition's position at a barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PartitionPosition {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to read.
+    pub offset: i64,
+    /// The input's largest event time pushed before the barrier.
+    pub max_ts: i64,
+}
+
+/// The source section of a Kafka job's checkpoint manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Positions {
+    partitions: Vec<PartitionPosition>,
+}
+
+/// The epoch a reader reports its final position under (bounded runs).
+const FINAL: u64 = u64::MAX;
+
+/// Runs the job until the input ends (`stop_at_end`) or forever; `say` gets progress messages.
+pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRunSummary> {
+    let started_at = Instant::now();
+    if cfg.job.late_output.is_some() {
+        return Err(Error::usage(
+            "--late-output is not exactly-once; leave it out with a Kafka output",
+        ));
+    }
+    let partitions = connect(&cfg.from)?.ok_or_else(|| {
+        Error::usage(format!(
+            "{}: the input topic does not exist (create it, or produce to it first)",
+            cfg.from
+        ))
+    })?;
+    ensure_topic(&cfg.to, cfg.output_partitions)?;
+    let progress_url = KafkaUrl {
+        brokers: cfg.to.brokers.clone(),
+        topic: PROGRESS_TOPIC.into(),
+    };
+    ensure_topic(&progress_url, 1)?;
+
+    let mut store = CheckpointStore::open(&cfg.checkpoint_dir)?;
+    let mut producer = JobProducer::open(ProducerOptions {
+        brokers: cfg.to.brokers.clone(),
+        transactional_id: cfg.transactional_id.clone(),
+        group: cfg.group.clone(),
+        delivery: cfg.delivery,
+        transaction_timeout: (cfg.interval * 10).max(Duration::from_secs(60)),
+    })?;
+    let inputs: Vec<(String, i32)> = (0..partitions as i32)
+        .map(|p| (cfg.from.topic.clone(), p))
+        .collect();
+    let (progress, committed_inputs) = producer.read_progress(&inputs)?;
+    let mut summary = KafkaRunSummary::default();
+    if let Some(p) = progress.as_ref().filter(|p| p.finished) {
+        say(&format!(
+            "the job finished at epoch {}: its output is committed; nothing to do",
+            p.epoch
+        ));
+        summary.already_finished = true;
+        summary.resumed_from = p.epoch;
+        summary.elapsed = started_at.elapsed();
+        return Ok(summary);
+    }
+
+    let format = pick_kafka_format(cfg, partitions)?;
+    summary.format = Some(format);
+    let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
+    let id = identity(cfg, partitions, format);
+    let committed = progress.as_ref().map_or(0, |p| p.epoch);
+    let restored = restore_point(&store, &id, progress.as_ref(), &cfg.checkpoint_dir)?;
+    store.continue_after(committed)?;
+    let positions: Vec<PartitionPosition> = match &restored {
+        Some(r) => {
+            let pos: Positions = serde_json::from_value(r.sources.clone()).map_err(|e| {
+                Error::usage(format!(
+                    "{}: unreadable partition positions: {e}",
+                    r.path().display()
+                ))
+            })?;
+            for (p, offset) in committed_inputs.iter().enumerate() {
+                let local = pos.partitions.iter().find(|x| x.partition == p as i32);
+                if local.map(|l| l.offset) != *offset {
+                    return Err(Error::usage(format!(
+                        "{}: partition {p} is at offset {:?} in the checkpoint but group {} \
+                         committed {:?}: local state and Kafka disagree",
+                        r.path().display(),
+                        local.map(|l| l.offset),
+                        cfg.group,
+                        offset
+                    )));
+                }
+            }
+            pos.partitions
+        }
+        None => Vec::new(),
+    };
+    let attempt = next_attempt(&cfg.checkpoint_dir)?;
+    summary.attempt = attempt;
+    summary.resumed_from = committed;
+    if committed > 0 {
+        let at: Vec<String> = positions
+            .iter()
+            .map(|p| format!("{}@{}", p.partition, p.offset))
+            .collect();
+        say(&format!(
+            "resuming from epoch {committed} (attempt {attempt}): partition@offset {}",
+            at.join(" ")
+        ));
+    }
+
+    // Readers first: a broker that cannot serve a partition fails the run before the job starts.
+    let mut readers = Vec::with_capacity(partitions);
+    for p in 0..partitions as i32 {
+        let start = positions.iter().find(|x| x.partition == p);
+        let reader = PartitionReader::open(&cfg.from, p, start.map(|s| s.offset), &cfg.group)?;
+        let end = if cfg.stop_at_end {
+            Some(reader.end_offset()?)
+        } else {
+            None
+        };
+        readers.push((reader, start.map(|s| s.max_ts), end));
+    }
+
+    let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
+    let spec = job_builder(&cfg.job, partitions)
+        .idle_timeout(cfg.idle_timeout)
+        .snapshots(snap_tx)
+        .build()?;
+    let schema = LineParser::new(opts.clone()).schema();
+    let (sink_tx, sink_rx) = crossbeam_channel::unbounded();
+    let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
+    producer.begin()?;
+    let records = std::sync::Arc::new(AtomicU64::new(0));
+    let sink = Box::new(KafkaSink {
+        producer,
+        topic: cfg.to.topic.clone(),
+        key_columns: cfg.job.keys.len(),
+        format: cfg.value_format,
+        epoch: committed + 1,
+        attempt,
+        events: sink_tx,
+        commits: commit_rx,
+        progress,
+        job: cfg.transactional_id.clone(),
+        commit_delay: cfg.commit_delay,
+        records: records.clone(),
+        key: Vec::new(),
+        value: Vec::new(),
+    });
+    let mut job = match &restored {
+        Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
+        None => spec.start_with_sink(schema, sink)?,
+    };
+    let job_inputs = job.take_inputs();
+
+    let requested = AtomicU64::new(committed);
+    let failed = AtomicBool::new(false);
+    let at_end = AtomicUsize::new(0);
+    let (pos_tx, pos_rx) = crossbeam_channel::unbounded();
+    let shared = Shared {
+        requested: &requested,
+        failed: &failed,
+        at_end: &at_end,
+        readers: partitions,
+    };
+    let (read, coordinated) = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for ((reader, max_ts, end), input) in readers.into_iter().zip(job_inputs) {
+            let pos_tx = pos_tx.clone();
+            let opts = opts.clone();
+            let shared = &shared;
+            handles.push(s.spawn(move || {
+                let r =
+                    read_partition(reader, input, opts, max_ts, end, shared, &pos_tx, committed);
+                if r.is_err() {
+                    shared.failed.store(true, Ordering::Relaxed);
+                }
+                r
+            }));
+        }
+        drop(pos_tx);
+        let coordinated = coordinate(
+            cfg, &mut store, &id, committed, &shared, &snap_rx, &pos_rx, &sink_rx, &commit_tx,
+        );
+        if coordinated.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        drop(commit_tx);
+        let read: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("partition reader panicked"))
+            .collect();
+        (read, coordinated)
+    });
+    let joined = job.join();
+    let mut parse = ParseStats::default();
+    let mut first_err = None;
+    for r in read {
+        match r {
+            Ok((p, stats)) => {
+                for _ in &stats.examples {
+                    summary.example_partitions.push(p);
+                }
+                parse.lines += stats.lines;
+                parse.bytes += stats.bytes;
+                parse.rows += stats.rows;
+                parse.malformed += stats.malformed;
+                parse.examples.extend(stats.examples);
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    // The most telling error first: the job's (a sink failure), then the coordinator's, then a
+    // reader's (often only "the job stopped").
+    let job_stats = joined?;
+    summary.commits = coordinated?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    summary.parse = parse;
+    summary.job = job_stats;
+    summary.records = records.load(Ordering::Relaxed);
+    summary.elapsed = started_at.elapsed();
+    Ok(summary)
+}
+
+/// What the readers and the coordinator share.
+struct Shared<'a> {
+    /// The newest barrier requested.
+    requested: &'a AtomicU64,
+    /// Something failed: stop.
+    failed: &'a AtomicBool,
+    /// Readers that reached their end offset (bounded runs).
+    at_end: &'a AtomicUsize,
+    /// Readers in all.
+    readers: usize,
+}
+
+/// The checkpoint to restore for the Kafka progress `progress`, checked against the local
+/// folder: `None` for a fresh start.
+fn restore_point(
+    store: &CheckpointStore,
+    id: &JobIdentity,
+    progress: Option<&Progress>,
+    dir: &std::path::Path,
+) -> Result<Option<crate::checkpointed::store::Restored>> {
+    let local = store.epochs()?;
+    let Some(p) = progress else {
+        // Nothing committed: at most the first checkpoint can exist, uncommitted.
+        if let Some(&e) = local.iter().find(|&&e| e > 1) {
+            return Err(Error::usage(format!(
+                "{} holds checkpoint {} but the broker has no committed progress for this job: \
+                 the broker lost its state, or the folder belongs to another job (another \
+                 --group / --transactional-id); move the folder away to start over",
+                dir.display(),
+                e
+            )));
+        }
+        return Ok(None);
+    };
+    if local.iter().any(|&e| e > p.epoch + 1) {
+        return Err(Error::usage(format!(
+            "{}: local checkpoints go beyond epoch {} + 1, the one the broker committed: the \
+             broker lost committed transactions, or the folder belongs to another job",
+            dir.display(),
+            p.epoch
+        )));
+    }
+    store.continue_after(p.epoch)?;
+    let found = store.latest_valid(id)?;
+    let r = match found.checkpoint {
+        Some(r) if r.epoch == p.epoch => r,
+        other => {
+            let mut msg = format!(
+                "the broker committed epoch {} of job {} but {} has no valid checkpoint {} ({})",
+                p.epoch,
+                p.job,
+                dir.display(),
+                store.folder(p.epoch).display(),
+                match other {
+                    Some(r) => format!("the newest valid one is {}", r.epoch),
+                    None => "none is valid".into(),
+                }
+            );
+            for s in found.skipped {
+                msg.push_str("; ");
+                msg.push_str(&s);
+            }
+            return Err(Error::usage(msg));
+        }
+    };
+    let hash = r.manifest_hash();
+    if hash != p.manifest {
+        return Err(Error::usage(format!(
+            "{}: its manifest hash {hash} is not the {} the broker committed with epoch {}: \
+             the checkpoint was replaced or tampered with",
+            r.path().join("MANIFEST").display(),
+            p.manifest,
+            p.epoch
+        )));
+    }
+    Ok(Some(r))
+}
+
+/// Increments and returns the run counter kept in `DIR/ATTEMPT` (durably, before anything is
+/// produced: records of two runs must never share an attempt number).
+fn next_attempt(dir: &std::path::Path) -> Result<u64> {
+    let path = dir.join("ATTEMPT");
+    let io = |e| Error::Io(weir_io::Error::io(&path, e));
+    let prev = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().map_err(|_| {
+            Error::usage(format!("{}: not an attempt number: {s:?}", path.display()))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io(e)),
+    };
+    let next = prev + 1;
+    let tmp = dir.join("ATTEMPT.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        writeln!(f, "{next}").map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    weir_io::parts::sync_dir(dir)?;
+    Ok(next)
+}
+
+/// The identity of a Kafka job: what must not change for a checkpoint to be restored.
+fn identity(cfg: &KafkaRunConfig, partitions: usize, format: LogFormat) -> JobIdentity {
+    JobIdentity {
+        input: format!(
+            "{} ({partitions} partitions, {}, {:?}) to {} ({:?})",
+            cfg.from,
+            format.name(),
+            cfg.job.watermark,
+            cfg.to,
+            cfg.value_format
+        ),
+        window_ms: cfg.job.window.as_millis() as i64,
+        keys: cfg.job.keys.clone(),
+        aggregates: vec!["count(*)".into()],
+        parallelism: cfg.job.parallelism,
+    }
+}
+
+/// The configured format, or the one detected from the first records of the first partition
+/// that has any (combined if the topic is empty).
+fn pick_kafka_format(cfg: &KafkaRunConfig, partitions: usize) -> Result<LogFormat> {
+    if let Some(f) = cfg.parse.format {
+        return Ok(f);
+    }
+    for p in 0..partitions {
+        let mut r = PartitionReader::open(&cfg.from, p as i32, None, &cfg.group)?;
+        let end = r.end_offset()?;
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while buf.len() < 1 << 16 && r.position() < end && Instant::now() < deadline {
+            r.read(&mut buf, 1 << 16, Duration::from_millis(200))?;
+        }
+        if !buf.is_empty() {
+            return detect_format(&buf).ok_or_else(|| {
+                Error::usage(format!(
+                    "{} partition {p}: cannot detect the log format from the first records \
+                     (combined, common or simple); pass --format",
+                    cfg.from
+                ))
+            });
+        }
+    }
+    Ok(LogFormat::Combined)
+}
+
+/// One partition: read runs of records, parse them, push; inject barriers when asked; in a
+/// bounded run, finish once every partition reached its end. Returns the partition and its
+/// parse counters.
+#[allow(clippy::too_many_arguments)]
+fn read_partition(
+    mut reader: PartitionReader,
+    mut input: Input,
+    opts: ParseOptions,
+    max_ts: Option<i64>,
+    end: Option<i64>,
+    shared: &Shared<'_>,
+    positions: &Sender<(u64, PartitionPosition)>,
+    mut injected: u64,
+) -> Result<(i32, ParseStats)> {
+    let partition = reader.partition();
+    let mut parser = LineParser::new(opts);
+    if let Some(ts) = max_ts {
+        input.resume_watermark(ts);
+    }
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut reached_end = false;
+    let position = |input: &Input, reader: &PartitionReader| PartitionPosition {
+        partition,
+        offset: reader.position(),
+        max_ts: input.max_timestamp(),
+    };
+    loop {
+        if shared.failed.load(Ordering::Relaxed) {
+            return Err(Error::Engine(weir_engine::EngineError::Internal(
+                "stopped: another part of the run failed".into(),
+            )));
+        }
+        let want = shared.requested.load(Ordering::Acquire);
+        if want > injected {
+            parser.flush(&mut |b| batches.push(b));
+            for b in batches.drain(..) {
+                input.push(b)?;
+            }
+            let _ = positions.send((want, position(&input, &reader)));
+            input.barrier(want)?;
+            injected = want;
+        }
+        if !reached_end && end.is_some_and(|e| reader.position() >= e) {
+            reached_end = true;
+            shared.at_end.fetch_add(1, Ordering::AcqRel);
+        }
+        if reached_end {
+            if shared.at_end.load(Ordering::Acquire) == shared.readers {
+                parser.flush(&mut |b| batches.push(b));
+                for b in batches.drain(..) {
+                    input.push(b)?;
+                }
+                let _ = positions.send((FINAL, position(&input, &reader)));
+                input.finish()?;
+                return Ok((partition, parser.take_stats()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        buf.clear();
+        let run = reader.read(&mut buf, 1 << 20, Duration::from_millis(50))?;
+        if run.lines > 0 {
+            parser.parse(&buf, run.first as u64, &mut |b| batches.push(b))?;
+        }
+        if run.caught_up || run.lines == 0 {
+            // Nothing more for now: do not keep rows in the parser while the partition is quiet.
+            parser.flush(&mut |b| batches.push(b));
+        }
+        for b in batches.drain(..) {
+            input.push(b)?;
+        }
+    }
+}
+
+/// What the sink tells the coordinator.
+enum SinkEvent {
+    /// Every result of epoch n was produced (into transaction n).
+    Ready(u64),
+    /// The input ended: the open transaction, epoch n, is the last.
+    Finished(u64),
+    /// Transaction n committed.
+    Committed(u64),
+}
+
+/// What the coordinator tells the sink: checkpoint n is durable; commit.
+struct Commit {
+    epoch: u64,
+    manifest: String,
+    inputs: Vec<(String, i32, i64)>,
+    finished: bool,
+}
+
+/// The coordinator: one checkpoint, i.e. one transaction, in flight at a time. Returns the
+/// number of commits.
+#[allow(clippy::too_many_arguments)]
+fn coordinate(
+    cfg: &KafkaRunConfig,
+    store: &mut CheckpointStore,
+    id: &JobIdentity,
+    mut last: u64,
+    shared: &Shared<'_>,
+    snapshots: &Receiver<WorkerSnapshot>,
+    positions: &Receiver<(u64, PartitionPosition)>,
+    sink: &Receiver<SinkEvent>,
+    commits: &Sender<Commit>,
+) -> Result<u64> {
+    let workers = cfg.job.parallelism;
+    let mut done = 0;
+    let mut finals: Vec<PartitionPosition> = Vec::new();
+    let mut finished_at = None;
+    let mut next_barrier = Instant::now() + cfg.interval;
+    loop {
+        let epoch = last + 1;
+        let mut states: Vec<Option<WorkerSnapshot>> = (0..workers).map(|_| None).collect();
+        let mut at: Vec<PartitionPosition> = Vec::new();
+        let mut ready = false;
+        let mut requested = false;
+        // Gather epoch n: positions, snapshots, the sink's Ready; or the end of the input.
+        while finished_at.is_none()
+            && !(ready && at.len() == shared.readers && states.iter().all(Option::is_some))
+        {
+            if shared.failed.load(Ordering::Relaxed) {
+                return Err(stopped());
+            }
+            if !requested && Instant::now() >= next_barrier {
+                shared.requested.store(epoch, Ordering::Release);
+                requested = true;
+            }
+            crossbeam_channel::select! {
+                recv(snapshots) -> s => if let Ok(s) = s {
+                    if s.epoch == epoch { let w = s.worker; states[w] = Some(s); }
+                },
+                recv(positions) -> p => if let Ok((e, p)) = p {
+                    if e == epoch { at.push(p) } else if e == FINAL { finals.push(p) }
+                },
+                recv(sink) -> ev => match ev {
+                    Ok(SinkEvent::Ready(n)) if n == epoch => ready = true,
+                    Ok(SinkEvent::Finished(n)) => finished_at = Some(n),
+                    Ok(_) => {}
+                    Err(_) => return Err(stopped()),
+                },
+                default(Duration::from_millis(10)) => {}
+            }
+        }
+        if let Some(n) = finished_at {
+            // The last epoch: no state to keep, the final positions, and the job is complete.
+            while finals.len() < shared.readers {
+                match positions.recv_timeout(Duration::from_secs(10)) {
+                    Ok((FINAL, p)) => finals.push(p),
+                    Ok(_) => {}
+                    Err(_) => return Err(stopped()),
+                }
+            }
+            finals.sort_by_key(|p| p.partition);
+            let sources = serde_json::to_value(Positions {
+                partitions: finals.clone(),
+            })
+            .expect("serialisable");
+            let written = store.commit(n, id, &[], sources, sink_json(cfg), true)?;
+            commit_and_wait(cfg, commits, sink, n, written.manifest, &finals, true)?;
+            store.retain(cfg.keep)?;
+            return Ok(done + 1);
+        }
+        at.sort_by_key(|p| p.partition);
+        let snaps: Vec<WorkerSnapshot> = states.into_iter().map(|s| s.expect("all")).collect();
+        let sources = serde_json::to_value(Positions {
+            partitions: at.clone(),
+        })
+        .expect("serialisable");
+        let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false)?;
+        commit_and_wait(cfg, commits, sink, epoch, written.manifest, &at, false)?;
+        store.retain(cfg.keep)?;
+        done += 1;
+        last = epoch;
+        next_barrier = Instant::now() + cfg.interval;
+    }
+}
+
+fn sink_json(cfg: &KafkaRunConfig) -> serde_json::Value {
+    serde_json::json!({ "kafka": cfg.to.to_string(), "group": cfg.group, "transactional_id": cfg.transactional_id })
+}
+
+/// Hands checkpoint `epoch` to the sink for the Kafka commit and waits until it is done.
+fn commit_and_wait(
+    cfg: &KafkaRunConfig,
+    commits: &Sender<Commit>,
+    sink: &Receiver<SinkEvent>,
+    epoch: u64,
+    manifest: String,
+    at: &[PartitionPosition],
+    finished: bool,
+) -> Result<()> {
+    let inputs = at
+        .iter()
+        .map(|p| (cfg.from.topic.clone(), p.partition, p.offset))
+        .collect();
+    commits
+        .send(Commit {
+            epoch,
+            manifest,
+            inputs,
+            finished,
+        })
+        .map_err(|_| stopped())?;
+    loop {
+        match sink.recv() {
+            Ok(SinkEvent::Committed(n)) if n == epoch => return Ok(()),
+            Ok(_) => {}
+            Err(_) => return Err(stopped()),
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Engine(weir_engine::EngineError::Internal(
+        "the run stopped: the job or its sink failed".into(),
+    ))
+}
+
+/// The job's sink: result rows as records of the open transaction; at each checkpoint, the
+/// commit (after the coordinator made the checkpoint durable), then the next transaction.
+struct KafkaSink {
+    producer: JobProducer,
+    topic: String,
+    key_columns: usize,
+    format: ValueFormat,
+    epoch: u64,
+    attempt: u64,
+    events: Sender<SinkEvent>,
+    commits: Receiver<Commit>,
+    progress: Option<Progress>,
+    job: String,
+    commit_delay: Duration,
+    records: std::sync::Arc<AtomicU64>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl KafkaSink {
+    fn commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        let c = self
+            .commits
+            .recv()
+            .map_err(|_| "the checkpoint coordinator stopped")?;
+        if c.epoch != epoch {
+            return Err(format!("checkpoint {} handed to the commit of {epoch}", c.epoch).into());
+        }
+        if !self.commit_delay.is_zero() {
+            eprintln!("weir: commit window of epoch {epoch}");
+            std::thread::sleep(self.commit_delay);
+        }
+        let progress = Progress::advance(
+            self.progress.as_ref(),
+            &self.job,
+            epoch,
+            c.manifest,
+            self.attempt,
+            c.finished,
+        );
+        self.producer.commit(&progress, &c.inputs)?;
+        self.progress = Some(progress);
+        let _ = self.events.send(SinkEvent::Committed(epoch));
+        Ok(())
+    }
+}
+
+impl ResultSink for KafkaSink {
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        let rows = RowRenderer::new(&batch, self.key_columns);
+        for row in 0..batch.num_rows() {
+            self.key.clear();
+            self.value.clear();
+            rows.key(row, &mut self.key);
+            match self.format {
+                ValueFormat::Json => rows.json(row, &mut self.value),
+                ValueFormat::Csv => rows.csv(row, &mut self.value),
+            }
+            self.producer.send(
+                &self.topic,
+                &self.key,
+                &self.value,
+                self.epoch,
+                self.attempt,
+            )?;
+        }
+        self.records
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.producer.poll();
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, epoch: u64) -> Result<(), SinkError> {
+        let _ = self.events.send(SinkEvent::Ready(epoch));
+        self.commit(epoch)?;
+        self.epoch = epoch + 1;
+        self.producer.begin()?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        let _ = self.events.send(SinkEvent::Finished(self.epoch));
+        self.commit(self.epoch)
+    }
+}
