@@ -72,6 +72,9 @@ pub struct KafkaRunConfig {
     /// Test hook: a pause inside the commit window (after the local checkpoint is durable,
     /// before the Kafka commit), so crash tests can kill a run there. Zero in normal use.
     pub commit_delay: Duration,
+    /// Test hook: read at most 16 KiB at a time and pause this long after each read, so crash
+    /// tests can kill a run mid-way. Zero in normal use.
+    pub read_delay: Duration,
 }
 
 impl KafkaRunConfig {
@@ -94,6 +97,7 @@ impl KafkaRunConfig {
             parse: ParseConfig::default(),
             job: JobOptions::default(),
             commit_delay: Duration::ZERO,
+            read_delay: Duration::ZERO,
         }
     }
 }
@@ -296,9 +300,11 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             let pos_tx = pos_tx.clone();
             let opts = opts.clone();
             let shared = &shared;
+            let delay = cfg.read_delay;
             handles.push(s.spawn(move || {
-                let r =
-                    read_partition(reader, input, opts, max_ts, end, shared, &pos_tx, committed);
+                let r = read_partition(
+                    reader, input, opts, max_ts, end, shared, &pos_tx, committed, delay,
+                );
                 if r.is_err() {
                     shared.failed.store(true, Ordering::Relaxed);
                 }
@@ -514,6 +520,7 @@ fn read_partition(
     shared: &Shared<'_>,
     positions: &Sender<(u64, PartitionPosition)>,
     mut injected: u64,
+    delay: Duration,
 ) -> Result<(i32, ParseStats)> {
     let partition = reader.partition();
     let mut parser = LineParser::new(opts);
@@ -562,7 +569,11 @@ fn read_partition(
             continue;
         }
         buf.clear();
-        let run = reader.read(&mut buf, 1 << 20, Duration::from_millis(50))?;
+        let max = if delay.is_zero() { 1 << 20 } else { 1 << 14 };
+        let run = reader.read(&mut buf, max, Duration::from_millis(50))?;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         if run.lines > 0 {
             parser.parse(&buf, run.first as u64, &mut |b| batches.push(b))?;
         }

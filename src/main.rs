@@ -224,6 +224,9 @@ struct RunArgs {
     /// yet sent), so crash tests can kill the run there.
     #[arg(long, hide = true, value_parser = parse_duration)]
     test_commit_delay: Option<Duration>,
+    /// Test hook: read 16 KiB at a time and pause this long after each read.
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    test_read_delay: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -449,6 +452,7 @@ fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
     cfg.idle_timeout = a.idle_timeout;
     cfg.keep = a.keep_checkpoints.max(1);
     cfg.commit_delay = a.test_commit_delay.unwrap_or_default();
+    cfg.read_delay = a.test_read_delay.unwrap_or_default();
     let quiet = a.job.quiet;
     let say = |m: &str| {
         if !quiet {
