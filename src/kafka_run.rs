@@ -75,6 +75,9 @@ pub struct KafkaRunConfig {
     /// Test hook: read at most 16 KiB at a time and pause this long after each read, so crash
     /// tests can kill a run mid-way. Zero in normal use.
     pub read_delay: Duration,
+    /// Set to end the run as if the input had ended here: every window fires, the last epoch
+    /// commits and [`run`] returns (a graceful stop for library users; benchmarks use it).
+    pub stop: Option<std::sync::Arc<AtomicBool>>,
 }
 
 impl KafkaRunConfig {
@@ -98,6 +101,7 @@ impl KafkaRunConfig {
             job: JobOptions::default(),
             commit_delay: Duration::ZERO,
             read_delay: Duration::ZERO,
+            stop: None,
         }
     }
 }
@@ -293,6 +297,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         failed: &failed,
         at_end: &at_end,
         readers: partitions,
+        stop: cfg.stop.as_deref(),
     };
     let (read, coordinated) = std::thread::scope(|s| {
         let mut handles = Vec::new();
@@ -369,6 +374,8 @@ struct Shared<'a> {
     at_end: &'a AtomicUsize,
     /// Readers in all.
     readers: usize,
+    /// The caller's stop request.
+    stop: Option<&'a AtomicBool>,
 }
 
 /// The checkpoint to restore for the Kafka progress `progress`, checked against the local
@@ -551,7 +558,8 @@ fn read_partition(
             input.barrier(want)?;
             injected = want;
         }
-        if !reached_end && end.is_some_and(|e| reader.position() >= e) {
+        let stopped = shared.stop.is_some_and(|s| s.load(Ordering::Relaxed));
+        if !reached_end && (stopped || end.is_some_and(|e| reader.position() >= e)) {
             reached_end = true;
             shared.at_end.fetch_add(1, Ordering::AcqRel);
         }
