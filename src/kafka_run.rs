@@ -33,16 +33,20 @@ use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
 use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
 use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
 use weir_io::sink::RowRenderer;
+use weir_io::source::MappedFile;
+
+pub mod source;
 
 use crate::checkpointed::store::CheckpointStore;
 use crate::error::{Error, Result};
-use crate::replay::{job_builder, parse_options, JobOptions, ParseConfig};
+use crate::replay::{job_builder, parse_options, pick_format, JobOptions, ParseConfig};
+use source::{FileReader, Reader, Source};
 
 /// Everything `weir run` needs.
 #[derive(Debug, Clone)]
 pub struct KafkaRunConfig {
-    /// The input topic: one access-log line per record.
-    pub from: KafkaUrl,
+    /// The input: a topic (one access-log line per record) or a log file.
+    pub from: Source,
     /// The output topic.
     pub to: KafkaUrl,
     /// Checkpoints of the job's state (and its lock).
@@ -82,7 +86,7 @@ pub struct KafkaRunConfig {
 
 impl KafkaRunConfig {
     /// Defaults for a job from `from` to `to` with checkpoints in `dir`.
-    pub fn new(from: KafkaUrl, to: KafkaUrl, dir: impl Into<PathBuf>) -> Self {
+    pub fn new(from: Source, to: KafkaUrl, dir: impl Into<PathBuf>) -> Self {
         let id = weir_io::kafka::records::default_job_id(&from.to_string(), &to.to_string());
         Self {
             from,
@@ -141,6 +145,9 @@ pub struct PartitionPosition {
     pub offset: i64,
     /// The input's largest event time pushed before the barrier.
     pub max_ts: i64,
+    /// Lines before `offset` (a file's; Kafka offsets number the lines themselves).
+    #[serde(default)]
+    pub lines: u64,
 }
 
 /// The source section of a Kafka job's checkpoint manifest.
@@ -160,12 +167,27 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             "--late-output is not exactly-once; leave it out with a Kafka output",
         ));
     }
-    let partitions = connect(&cfg.from)?.ok_or_else(|| {
-        Error::usage(format!(
-            "{}: the input topic does not exist (create it, or produce to it first)",
-            cfg.from
-        ))
-    })?;
+    let (partitions, file) = match &cfg.from {
+        Source::Kafka(from) => {
+            let n = connect(from)?.ok_or_else(|| {
+                Error::usage(format!(
+                    "{from}: the input topic does not exist (create it, or produce to it first)"
+                ))
+            })?;
+            (n, None)
+        }
+        Source::File(path) => {
+            if path.as_os_str() == "-" || path.extension().is_some_and(|e| e == "gz") {
+                return Err(Error::usage(
+                    "exactly-once output needs a plain file to rewind: stdin and .gz cannot be replayed from a position",
+                ));
+            }
+            (
+                1,
+                Some(MappedFile::open(path).map_err(crate::error::opening)?),
+            )
+        }
+    };
     ensure_topic(&cfg.to, cfg.output_partitions)?;
     let progress_url = KafkaUrl {
         brokers: cfg.to.brokers.clone(),
@@ -181,9 +203,12 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         delivery: cfg.delivery,
         transaction_timeout: (cfg.interval * 10).max(Duration::from_secs(60)),
     })?;
-    let inputs: Vec<(String, i32)> = (0..partitions as i32)
-        .map(|p| (cfg.from.topic.clone(), p))
-        .collect();
+    let inputs: Vec<(String, i32)> = match &cfg.from {
+        Source::Kafka(from) => (0..partitions as i32)
+            .map(|p| (from.topic.clone(), p))
+            .collect(),
+        Source::File(_) => Vec::new(),
+    };
     let (progress, committed_inputs) = producer.read_progress(&inputs)?;
     let mut summary = KafkaRunSummary::default();
     if let Some(p) = progress.as_ref().filter(|p| p.finished) {
@@ -197,10 +222,17 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         return Ok(summary);
     }
 
-    let format = pick_kafka_format(cfg, partitions)?;
+    let format = match (&cfg.from, &file) {
+        (Source::Kafka(from), _) => pick_kafka_format(cfg, from, partitions)?,
+        (Source::File(path), Some(f)) => {
+            let data = f.bytes();
+            pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], path)?
+        }
+        (Source::File(_), None) => unreachable!("the file was opened above"),
+    };
     summary.format = Some(format);
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let id = identity(cfg, partitions, format);
+    let id = identity(cfg, partitions, format, file.as_ref());
     let committed = progress.as_ref().map_or(0, |p| p.epoch);
     let restored = restore_point(&store, &id, progress.as_ref(), &cfg.checkpoint_dir)?;
     store.continue_after(committed)?;
@@ -245,15 +277,30 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
 
     // Readers first: a broker that cannot serve a partition fails the run before the job starts.
     let mut readers = Vec::with_capacity(partitions);
-    for p in 0..partitions as i32 {
-        let start = positions.iter().find(|x| x.partition == p);
-        let reader = PartitionReader::open(&cfg.from, p, start.map(|s| s.offset), &cfg.group)?;
-        let end = if cfg.stop_at_end {
-            Some(reader.end_offset()?)
-        } else {
-            None
-        };
-        readers.push((reader, start.map(|s| s.max_ts), end));
+    match (&cfg.from, file) {
+        (Source::Kafka(from), _) => {
+            for p in 0..partitions as i32 {
+                let start = positions.iter().find(|x| x.partition == p);
+                let reader = PartitionReader::open(from, p, start.map(|s| s.offset), &cfg.group)?;
+                let end = if cfg.stop_at_end {
+                    Some(reader.end_offset()?)
+                } else {
+                    None
+                };
+                readers.push((Reader::Kafka(reader), start.map(|s| s.max_ts), end));
+            }
+        }
+        (Source::File(_), Some(file)) => {
+            let start = positions.first();
+            let end = file.bytes().len() as i64;
+            let reader = FileReader::new(
+                file,
+                start.map_or(0, |s| s.offset as usize),
+                start.map_or(0, |s| s.lines),
+            );
+            readers.push((Reader::File(reader), start.map(|s| s.max_ts), Some(end)));
+        }
+        (Source::File(_), None) => unreachable!("the file was opened above"),
     }
 
     let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
@@ -470,11 +517,23 @@ fn next_attempt(dir: &std::path::Path) -> Result<u64> {
 }
 
 /// The identity of a Kafka job: what must not change for a checkpoint to be restored.
-fn identity(cfg: &KafkaRunConfig, partitions: usize, format: LogFormat) -> JobIdentity {
+fn identity(
+    cfg: &KafkaRunConfig,
+    partitions: usize,
+    format: LogFormat,
+    file: Option<&MappedFile>,
+) -> JobIdentity {
+    let from = match (&cfg.from, file) {
+        (Source::File(p), Some(f)) => format!(
+            "{} ({} bytes)",
+            p.canonicalize().unwrap_or_else(|_| p.clone()).display(),
+            f.bytes().len()
+        ),
+        _ => cfg.from.to_string(),
+    };
     JobIdentity {
         input: format!(
-            "{} ({partitions} partitions, {}, {:?}) to {} ({:?})",
-            cfg.from,
+            "{from} ({partitions} partitions, {}, {:?}) to {} ({:?})",
             format.name(),
             cfg.job.watermark,
             cfg.to,
@@ -489,12 +548,16 @@ fn identity(cfg: &KafkaRunConfig, partitions: usize, format: LogFormat) -> JobId
 
 /// The configured format, or the one detected from the first records of the first partition
 /// that has any (combined if the topic is empty).
-fn pick_kafka_format(cfg: &KafkaRunConfig, partitions: usize) -> Result<LogFormat> {
+fn pick_kafka_format(
+    cfg: &KafkaRunConfig,
+    from: &KafkaUrl,
+    partitions: usize,
+) -> Result<LogFormat> {
     if let Some(f) = cfg.parse.format {
         return Ok(f);
     }
     for p in 0..partitions {
-        let mut r = PartitionReader::open(&cfg.from, p as i32, None, &cfg.group)?;
+        let mut r = PartitionReader::open(from, p as i32, None, &cfg.group)?;
         let end = r.end_offset()?;
         let mut buf = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -504,9 +567,8 @@ fn pick_kafka_format(cfg: &KafkaRunConfig, partitions: usize) -> Result<LogForma
         if !buf.is_empty() {
             return detect_format(&buf).ok_or_else(|| {
                 Error::usage(format!(
-                    "{} partition {p}: cannot detect the log format from the first records \
-                     (combined, common or simple); pass --format",
-                    cfg.from
+                    "{from} partition {p}: cannot detect the log format from the first records \
+                     (combined, common or simple); pass --format"
                 ))
             });
         }
@@ -519,7 +581,7 @@ fn pick_kafka_format(cfg: &KafkaRunConfig, partitions: usize) -> Result<LogForma
 /// parse counters.
 #[allow(clippy::too_many_arguments)]
 fn read_partition(
-    mut reader: PartitionReader,
+    mut reader: Reader,
     mut input: Input,
     opts: ParseOptions,
     max_ts: Option<i64>,
@@ -537,10 +599,11 @@ fn read_partition(
     let mut buf = Vec::with_capacity(1 << 20);
     let mut batches: Vec<RecordBatch> = Vec::new();
     let mut reached_end = false;
-    let position = |input: &Input, reader: &PartitionReader| PartitionPosition {
+    let position = |input: &Input, reader: &Reader| PartitionPosition {
         partition,
         offset: reader.position(),
         max_ts: input.max_timestamp(),
+        lines: reader.lines_before(),
     };
     loop {
         if shared.failed.load(Ordering::Relaxed) {
@@ -713,10 +776,13 @@ fn commit_and_wait(
     at: &[PartitionPosition],
     finished: bool,
 ) -> Result<()> {
-    let inputs = at
-        .iter()
-        .map(|p| (cfg.from.topic.clone(), p.partition, p.offset))
-        .collect();
+    let inputs = match &cfg.from {
+        Source::Kafka(from) => at
+            .iter()
+            .map(|p| (from.topic.clone(), p.partition, p.offset))
+            .collect(),
+        Source::File(_) => Vec::new(),
+    };
     commits
         .send(Commit {
             epoch,

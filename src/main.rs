@@ -18,6 +18,7 @@ use weir::io::kafka::txn::Delivery;
 use weir::io::kafka::KafkaUrl;
 use weir::io::parse::LogFormat;
 use weir::io::sink::OutputFormat;
+use weir::kafka_run::source::Source;
 use weir::kafka_run::{self, KafkaRunConfig};
 use weir::replay::{describe_malformed, replay, JobOptions, ParseConfig, ReplayConfig, RunSummary};
 use weir::serve::{serve, ServeConfig};
@@ -165,6 +166,10 @@ struct ReplayArgs {
     /// Time between checkpoints.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     checkpoint_interval: Duration,
+    /// Send the results to a Kafka topic, kafka://HOST:PORT/TOPIC, exactly once (needs
+    /// --checkpoint-dir; the records are those of `weir run`).
+    #[arg(long)]
+    to: Option<KafkaUrl>,
     /// Ignore existing checkpoints in --checkpoint-dir and start over.
     #[arg(long)]
     fresh: bool,
@@ -369,7 +374,10 @@ fn is_broken_pipe(e: &weir::Error) -> bool {
     false
 }
 
-fn run_replay(a: ReplayArgs) -> Result<(), weir::Error> {
+fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
+    if let Some(to) = a.to.take() {
+        return replay_to_kafka(a, to);
+    }
     let mut cfg = ReplayConfig::new(a.input.clone());
     cfg.parse = a.job.parse_config();
     cfg.job = a.job.job_options()?;
@@ -429,7 +437,7 @@ fn run_replay(a: ReplayArgs) -> Result<(), weir::Error> {
 }
 
 fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
-    let mut cfg = KafkaRunConfig::new(a.from, a.to, a.checkpoint_dir);
+    let mut cfg = KafkaRunConfig::new(Source::Kafka(a.from), a.to, a.checkpoint_dir);
     if a.job.output.is_some() || a.job.output_format != OutputFormatArg::Print {
         return Err(weir::Error::Usage(
             "weir run writes to --to; --output and --output-format are for replay".into(),
@@ -460,30 +468,76 @@ fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
         }
     };
     let s = kafka_run::run(&cfg, &say)?;
-    if !quiet && !s.already_finished {
-        let secs = s.elapsed.as_secs_f64().max(1e-9);
-        eprintln!(
-            "weir: {} records read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions (attempt {}{})",
-            group(s.parse.lines),
-            secs,
-            group((s.parse.lines as f64 / secs) as u64),
-            group(s.parse.rows),
-            group(s.parse.malformed),
-            group(s.job.late_rows),
-            group(s.job.windows_fired),
-            group(s.records),
-            group(s.commits),
-            s.attempt,
-            if s.resumed_from > 0 { format!(", resumed from epoch {}", s.resumed_from) } else { String::new() },
-        );
-        for (m, p) in s.parse.examples.iter().zip(&s.example_partitions) {
+    if !quiet {
+        print_kafka_summary(&s, false);
+    }
+    Ok(())
+}
+
+/// `weir replay FILE --to kafka://…`: the file as the one input of an exactly-once Kafka job.
+fn replay_to_kafka(a: ReplayArgs, to: KafkaUrl) -> Result<(), weir::Error> {
+    let Some(dir) = a.checkpoint_dir.clone() else {
+        return Err(weir::Error::Usage(
+            "--to kafka://… needs --checkpoint-dir: exactly-once output is tied to checkpoints"
+                .into(),
+        ));
+    };
+    if a.job.output.is_some() || a.job.output_format != OutputFormatArg::Print {
+        return Err(weir::Error::Usage(
+            "--to replaces --output and --output-format".into(),
+        ));
+    }
+    let mut cfg = KafkaRunConfig::new(Source::File(a.input.clone()), to, dir);
+    cfg.parse = a.job.parse_config();
+    cfg.job = a.job.job_options()?;
+    cfg.interval = a.checkpoint_interval;
+    cfg.keep = a.keep_checkpoints.max(1);
+    cfg.stop_at_end = true;
+    let quiet = a.job.quiet;
+    let say = |m: &str| {
+        if !quiet {
+            eprintln!("weir: {m}");
+        }
+    };
+    let s = kafka_run::run(&cfg, &say)?;
+    if !quiet {
+        print_kafka_summary(&s, true);
+    }
+    Ok(())
+}
+
+fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {
+    if s.already_finished {
+        return;
+    }
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "weir: {} lines read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions (attempt {}{})",
+        group(s.parse.lines),
+        secs,
+        group((s.parse.lines as f64 / secs) as u64),
+        group(s.parse.rows),
+        group(s.parse.malformed),
+        group(s.job.late_rows),
+        group(s.job.windows_fired),
+        group(s.records),
+        group(s.commits),
+        s.attempt,
+        if s.resumed_from > 0 { format!(", resumed from epoch {}", s.resumed_from) } else { String::new() },
+    );
+    if !s.parse.examples.is_empty() {
+        eprintln!("weir: first malformed lines:");
+    }
+    for (m, p) in s.parse.examples.iter().zip(&s.example_partitions) {
+        if file {
+            eprintln!("  line {} ({}): {:?}", m.line, m.reason, m.text);
+        } else {
             eprintln!(
-                "  malformed: partition {p} offset {} ({}): {:?}",
+                "  partition {p} offset {} ({}): {:?}",
                 m.line, m.reason, m.text
             );
         }
     }
-    Ok(())
 }
 
 fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {

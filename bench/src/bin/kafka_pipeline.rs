@@ -23,6 +23,7 @@ use weir::io::kafka::load::load_lines;
 use weir::io::kafka::txn::Delivery;
 use weir::io::kafka::{client_config, ensure_topic, KafkaUrl};
 use weir::io::{generate, GenOptions};
+use weir::kafka_run::source::Source;
 use weir::kafka_run::{run, KafkaRunConfig};
 
 #[global_allocator]
@@ -64,7 +65,7 @@ fn main() {
         ] {
             let id = format!("bench-{tag}-{round}-{name}");
             let mut cfg = KafkaRunConfig::new(
-                input.clone(),
+                Source::Kafka(input.clone()),
                 url(&broker, &format!("{id}-out")),
                 tmp.join(&id),
             );
@@ -112,7 +113,7 @@ fn latency(broker: &str, tmp: &std::path::Path, interval: Duration) {
     let output = url(broker, &format!("{id}-out"));
     ensure_topic(&input, 1).unwrap();
     ensure_topic(&output, 1).unwrap();
-    let mut cfg = KafkaRunConfig::new(input.clone(), output.clone(), tmp.join(&id));
+    let mut cfg = KafkaRunConfig::new(Source::Kafka(input.clone()), output.clone(), tmp.join(&id));
     cfg.group = id.clone();
     cfg.transactional_id = id;
     cfg.interval = interval;
