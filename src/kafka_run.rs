@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::JobIdentity;
 use weir_engine::{Input, JobStats, ResultSink, SinkError, WorkerSnapshot};
 use weir_io::kafka::reader::PartitionReader;
-use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
+use weir_io::kafka::records::{CommitMarker, Progress, ValueFormat, COMMITS_TOPIC, PROGRESS_TOPIC};
 use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
 use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
 use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
@@ -194,6 +194,13 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         topic: PROGRESS_TOPIC.into(),
     };
     ensure_topic(&progress_url, 1)?;
+    ensure_topic(
+        &KafkaUrl {
+            brokers: cfg.to.brokers.clone(),
+            topic: COMMITS_TOPIC.into(),
+        },
+        1,
+    )?;
 
     let mut store = CheckpointStore::open(&cfg.checkpoint_dir)?;
     let mut producer = JobProducer::open(ProducerOptions {
@@ -236,6 +243,16 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     let committed = progress.as_ref().map_or(0, |p| p.epoch);
     let restored = restore_point(&store, &id, progress.as_ref(), &cfg.checkpoint_dir)?;
     store.continue_after(committed)?;
+    if restored.as_ref().is_some_and(|r| r.is_final) {
+        // The broker does not keep offset metadata (tansu): the final local checkpoint says it.
+        say(&format!(
+            "the job finished at epoch {committed}: its output is committed; nothing to do"
+        ));
+        summary.already_finished = true;
+        summary.resumed_from = committed;
+        summary.elapsed = started_at.elapsed();
+        return Ok(summary);
+    }
     let positions: Vec<PartitionPosition> = match &restored {
         Some(r) => {
             let pos: Positions = serde_json::from_value(r.sources.clone()).map_err(|e| {
@@ -324,6 +341,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         commits: commit_rx,
         progress,
         job: cfg.transactional_id.clone(),
+        group: cfg.group.clone(),
         commit_delay: cfg.commit_delay,
         records: records.clone(),
         key: Vec::new(),
@@ -479,7 +497,8 @@ fn restore_point(
         }
     };
     let hash = r.manifest_hash();
-    if hash != p.manifest {
+    // An empty hash: the broker returned no offset metadata (tansu 0.4); the epoch must do.
+    if !p.manifest.is_empty() && hash != p.manifest {
         return Err(Error::usage(format!(
             "{}: its manifest hash {hash} is not the {} the broker committed with epoch {}: \
              the checkpoint was replaced or tampered with",
@@ -819,6 +838,7 @@ struct KafkaSink {
     commits: Receiver<Commit>,
     progress: Option<Progress>,
     job: String,
+    group: String,
     commit_delay: Duration,
     records: std::sync::Arc<AtomicU64>,
     key: Vec<u8>,
@@ -838,6 +858,13 @@ impl KafkaSink {
             eprintln!("weir: commit window of epoch {epoch}");
             std::thread::sleep(self.commit_delay);
         }
+        let marker = CommitMarker {
+            job: self.group.clone(),
+            epoch,
+            attempt: self.attempt,
+            manifest: c.manifest.clone(),
+            finished: c.finished,
+        };
         let progress = Progress::advance(
             self.progress.as_ref(),
             &self.job,
@@ -846,7 +873,10 @@ impl KafkaSink {
             self.attempt,
             c.finished,
         );
-        self.producer.commit(&progress, &c.inputs)?;
+        self.producer.commit(&progress, &marker, &c.inputs)?;
+        if !self.commit_delay.is_zero() {
+            eprintln!("weir: committed epoch {epoch}");
+        }
         self.progress = Some(progress);
         let _ = self.events.send(SinkEvent::Committed(epoch));
         Ok(())

@@ -50,7 +50,10 @@ fn consumer(group: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
-/// `epoch → attempt that committed it`, from the job's committed progress, and the last epoch.
+/// `epoch → attempt that committed it`, and the last committed epoch: the epoch is the
+/// progress group's committed offset; the attempt is the highest one among the job's commit
+/// markers for that epoch (attempts run one after another, and none writes an epoch that an
+/// earlier attempt committed).
 fn committed_attempts(group: &str) -> (BTreeMap<u64, u64>, u64) {
     let c = consumer(group);
     let mut tpl = TopicPartitionList::new();
@@ -62,30 +65,82 @@ fn committed_attempts(group: &str) -> (BTreeMap<u64, u64>, u64) {
     let Offset::Offset(last) = e.offset() else {
         panic!("group {group} committed no progress");
     };
-    let meta: serde_json::Value = serde_json::from_str(e.metadata()).expect("progress json");
-    assert_eq!(meta["epoch"].as_u64(), Some(last as u64), "{meta}");
-    let history: Vec<(u64, u64)> = meta["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|p| (p[0].as_u64().unwrap(), p[1].as_u64().unwrap()))
-        .collect();
+    let last = last as u64;
     let mut by_epoch = BTreeMap::new();
-    for epoch in 1..=last as u64 {
-        let attempt = history
-            .iter()
-            .rev()
-            .find(|(_, first)| *first <= epoch)
-            .map(|(a, _)| *a)
-            .expect("history covers every epoch");
-        by_epoch.insert(epoch, attempt);
+    read_partition("weir-commits", 0, false, &mut |m| {
+        if m.key() != Some(group.as_bytes()) {
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let (epoch, attempt) = (v["epoch"].as_u64().unwrap(), v["attempt"].as_u64().unwrap());
+        if epoch <= last {
+            let a = by_epoch.entry(epoch).or_insert(attempt);
+            *a = (*a).max(attempt);
+        }
+    });
+    assert_eq!(
+        by_epoch.len() as u64,
+        last,
+        "a commit marker for every committed epoch"
+    );
+    (by_epoch, last)
+}
+
+/// Calls `f` with every record of `topic`'s `partition` up to its current end.
+fn read_partition(
+    topic: &str,
+    p: i32,
+    read_committed: bool,
+    f: &mut dyn FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("broker.address.family", "v4")
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set(
+            "isolation.level",
+            if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
+        .create()
+        .unwrap();
+    let (_, high) = c
+        .fetch_watermarks(topic, p, Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pos = c
+            .position()
+            .unwrap()
+            .find_partition(topic, p)
+            .and_then(|e| e.offset().to_raw())
+            .unwrap_or(-1);
+        if pos >= high {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} partition {p} stuck at {pos} < {high}"
+        );
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => f(&m),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => panic!("{e}"),
+        }
     }
-    (by_epoch, last as u64)
 }
 
 /// The committed output of `topic`: counts, and the (window, client) pairs seen more than once.
 fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
-    let c = consumer(&unique("reader"));
+    let c = consumer(&unique("meta"));
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
@@ -94,36 +149,7 @@ fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
     let mut counts = Counts::new();
     let mut doubled = Vec::new();
     for p in 0..partitions {
-        let (_, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-        c.assign(&tpl).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let pos = c
-                .position()
-                .unwrap()
-                .find_partition(topic, p)
-                .and_then(|e| e.offset().to_raw())
-                .unwrap_or(-1);
-            if pos >= high {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "partition {p} stuck at {pos} < {high}"
-            );
-            let Some(m) = c.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let m = match m {
-                Ok(m) => m,
-                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
-                Err(e) => panic!("{e}"),
-            };
+        read_partition(topic, p, true, &mut |m| {
             if let Some((attempts, last)) = &resolve {
                 let headers = m.headers().expect("weir-epoch / weir-attempt headers");
                 let mut epoch = None;
@@ -140,7 +166,7 @@ fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
                 }
                 let (epoch, attempt) = (epoch.unwrap(), attempt.unwrap());
                 if epoch > *last || attempts.get(&epoch) != Some(&attempt) {
-                    continue; // a record of an aborted transaction
+                    return; // a record of an aborted transaction
                 }
             }
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
@@ -159,7 +185,7 @@ fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
             {
                 doubled.push(key);
             }
-        }
+        });
     }
     (counts, doubled)
 }
@@ -264,11 +290,12 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     ]);
     let dir = tmp.path().join("ck");
     let mut args = run_args(&ua, &ub, dir.to_str().unwrap(), &group);
+    args.retain(|a| *a != "-q");
     // Slow reads so a run lasts long enough to be killed many times; a pause in the commit
     // window (checkpoint durable, transaction not yet committed) so that some kills land there.
-    args.extend(["--test-read-delay", "40ms", "--test-commit-delay", "60ms"]);
+    args.extend(["--test-read-delay", "60ms", "--test-commit-delay", "60ms"]);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut killed = 0;
+    let (mut killed, mut resumed, mut in_commit_window) = (0, 0, 0);
     let mut runs = 0;
     loop {
         runs += 1;
@@ -283,11 +310,20 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 900));
+            // A run needs about a second to connect and commit its first epoch; kill anywhere
+            // from before that to a few epochs later.
+            std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 3000));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
+                let out = child.wait_with_output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
                 killed += 1;
+                resumed += usize::from(err.contains("resuming from epoch"));
+                in_commit_window += usize::from(
+                    err.lines()
+                        .last()
+                        .is_some_and(|l| l.contains("commit window")),
+                );
                 continue;
             }
         }
@@ -303,6 +339,12 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
         killed >= kills.min(5),
         "only {killed} kills landed before the input was consumed"
     );
+    assert!(
+        resumed * 2 >= killed,
+        "only {resumed} of {killed} killed runs had resumed from a checkpoint"
+    );
+    assert!(in_commit_window > 0, "no kill landed in a commit window");
+    eprintln!("{killed} kills ({resumed} in resumed runs, {in_commit_window} in a commit window)");
     check(&b, &group, &log, &format!("after {killed} kills"));
 }
 

@@ -26,6 +26,8 @@ pub const EPOCH_HEADER: &str = "weir-epoch";
 pub const ATTEMPT_HEADER: &str = "weir-attempt";
 /// The one-partition topic whose committed offsets (one per job group) record progress.
 pub const PROGRESS_TOPIC: &str = "weir-progress";
+/// The one-partition topic of commit markers: one record per transaction, in the transaction.
+pub const COMMITS_TOPIC: &str = "weir-commits";
 /// Attempts remembered in [`Progress::attempts`]; older ones are dropped (Kafka limits offset
 /// metadata to 4 KiB by default).
 pub const MAX_ATTEMPTS: usize = 100;
@@ -112,6 +114,40 @@ impl Progress {
     }
 }
 
+/// The commit marker: a record on [`COMMITS_TOPIC`] (key = the job's group) written inside
+/// every transaction. It is not the decision (the progress offset is); it tells an auditor
+/// which attempt committed which epoch on a broker that shows aborted records and loses offset
+/// metadata (tansu 0.4): attempts run one after another and a later attempt never writes an
+/// epoch already committed, so epoch `e` was committed by the highest attempt with a marker for
+/// `e` (see [`committed_attempts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitMarker {
+    /// The job's group.
+    pub job: String,
+    /// The epoch of the transaction.
+    pub epoch: u64,
+    /// The attempt that wrote it.
+    pub attempt: u64,
+    /// The checkpoint manifest's hash.
+    pub manifest: String,
+    /// Whether the epoch ends a bounded run.
+    pub finished: bool,
+}
+
+/// `epoch → attempt that committed it` for every epoch up to `last` (the progress offset), from
+/// all of a job's markers, those of aborted transactions included.
+pub fn committed_attempts(
+    markers: impl IntoIterator<Item = CommitMarker>,
+    last: u64,
+) -> std::collections::BTreeMap<u64, u64> {
+    let mut by_epoch = std::collections::BTreeMap::new();
+    for m in markers.into_iter().filter(|m| m.epoch <= last) {
+        let a = by_epoch.entry(m.epoch).or_insert(m.attempt);
+        *a = (*a).max(m.attempt);
+    }
+    by_epoch
+}
+
 /// The default job name (transactional id and group) of a pipeline from `input` to `output`:
 /// `weir-` and 16 hex digits of a hash of both names, stable across runs and versions.
 pub fn default_job_id(input: &str, output: &str) -> String {
@@ -127,6 +163,35 @@ pub fn header_u64(v: Option<&[u8]>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_resolve_the_committing_attempt() {
+        let m = |epoch, attempt| CommitMarker {
+            job: "j".into(),
+            epoch,
+            attempt,
+            manifest: String::new(),
+            finished: false,
+        };
+        // Attempt 1 committed 1..=4 and wrote 5 (aborted: killed); attempt 2 wrote 5 and 6
+        // (both aborted); attempt 3 committed 5 and 6 and wrote 7 (aborted).
+        let all = vec![
+            m(1, 1),
+            m(2, 1),
+            m(3, 1),
+            m(4, 1),
+            m(5, 1),
+            m(5, 2),
+            m(6, 2),
+            m(5, 3),
+            m(6, 3),
+            m(7, 3),
+        ];
+        let got = committed_attempts(all, 6);
+        let want: std::collections::BTreeMap<u64, u64> =
+            [(1, 1), (2, 1), (3, 1), (4, 1), (5, 3), (6, 3)].into();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn committed_attempt_follows_history() {

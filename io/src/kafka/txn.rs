@@ -17,12 +17,14 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, DefaultProducerContext};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::records::{Progress, ATTEMPT_HEADER, EPOCH_HEADER, PROGRESS_TOPIC};
+use super::records::{
+    CommitMarker, Progress, ATTEMPT_HEADER, COMMITS_TOPIC, EPOCH_HEADER, PROGRESS_TOPIC,
+};
 use super::{client_config, KafkaIoError, Result};
 
 /// Time allowed for a transactional call (init, commit, abort) before the run fails.
@@ -182,7 +184,20 @@ impl JobProducer {
     /// Commits `progress` and `inputs` (`(topic, partition, next offset)`) with everything sent
     /// since [`JobProducer::begin`]: one transaction. At least once: flushes, then commits the
     /// offsets.
-    pub fn commit(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
+    pub fn commit(
+        &mut self,
+        progress: &Progress,
+        marker: &CommitMarker,
+        inputs: &[(String, i32, i64)],
+    ) -> Result<()> {
+        let value = serde_json::to_vec(marker).expect("serialisable");
+        let record = BaseRecord::<str, [u8]>::to(COMMITS_TOPIC)
+            .key(&self.opts.group)
+            .payload(&value)
+            .partition(0);
+        self.producer.send(record).map_err(|(e, _)| {
+            KafkaIoError::call(&self.opts.brokers, format!("produce to {COMMITS_TOPIC}"), e)
+        })?;
         let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
         let meta = serde_json::to_string(progress).expect("serialisable");
         tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))
@@ -267,6 +282,15 @@ pub fn read_progress(
         })?;
     let progress = match committed.find_partition(PROGRESS_TOPIC, 0) {
         Some(e) => match e.offset() {
+            // tansu 0.4 keeps committed offsets but not their metadata: the offset alone is the
+            // epoch, and the manifest hash is unknown.
+            Offset::Offset(epoch) if e.metadata().is_empty() => Some(Progress {
+                job: String::new(),
+                epoch: epoch as u64,
+                manifest: String::new(),
+                finished: false,
+                attempts: Vec::new(),
+            }),
             Offset::Offset(epoch) => {
                 let p: Progress =
                     serde_json::from_str(e.metadata()).map_err(|err| KafkaIoError::Protocol {
@@ -304,6 +328,31 @@ pub fn read_progress(
         })
         .collect();
     Ok((progress, offsets))
+}
+
+/// Every commit marker of `job` on [`COMMITS_TOPIC`], aborted ones included where the broker
+/// shows them (read to the end offset found at the start).
+pub fn read_markers(brokers: &str, job: &str) -> Result<Vec<CommitMarker>> {
+    let url = super::KafkaUrl {
+        brokers: brokers.to_owned(),
+        topic: COMMITS_TOPIC.to_owned(),
+    };
+    if super::connect(&url)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut reader = super::reader::RecordReader::open(&url, 0, &format!("{job}-markers"), false)?;
+    let mut markers = Vec::new();
+    reader.read_to_end(&mut |m| {
+        if m.key() == Some(job.as_bytes()) {
+            if let Some(m) = m
+                .payload()
+                .and_then(|v| serde_json::from_slice::<CommitMarker>(v).ok())
+            {
+                markers.push(m);
+            }
+        }
+    })?;
+    Ok(markers)
 }
 
 fn txn_error(opts: &ProducerOptions, what: &str, e: KafkaError) -> KafkaIoError {
