@@ -1,0 +1,233 @@
+//! Kafka helpers of the end-to-end tests: the broker's address, unique names, and this file's
+//! own reader of a job's committed output (independent of weir's code), resolving the records
+//! of aborted transactions from the `weir-epoch` / `weir-attempt` headers and the job's commit
+//! markers on brokers that show them (tansu 0.4; `WEIR_KAFKA_FULL_TXN` unset).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::*;
+
+pub fn broker() -> String {
+    std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn full_txn() -> bool {
+    std::env::var("WEIR_KAFKA_FULL_TXN").is_ok_and(|v| v == "1")
+}
+
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+pub fn url(topic: &str) -> String {
+    format!("kafka://{}/{topic}", broker())
+}
+
+pub fn consumer(group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("broker.address.family", "v4")
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer")
+}
+
+/// `epoch → attempt that committed it`, and the last committed epoch: the epoch is the
+/// progress group's committed offset; the attempt is the highest one among the job's commit
+/// markers for that epoch (attempts run one after another, and none writes an epoch that an
+/// earlier attempt committed).
+pub fn committed_attempts(group: &str) -> (BTreeMap<u64, u64>, u64) {
+    let c = consumer(group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("weir-progress", 0);
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let e = got.find_partition("weir-progress", 0).expect("progress");
+    let Offset::Offset(last) = e.offset() else {
+        panic!("group {group} committed no progress");
+    };
+    let last = last as u64;
+    let mut by_epoch = BTreeMap::new();
+    read_partition("weir-commits", 0, false, &mut |m| {
+        if m.key() != Some(group.as_bytes()) {
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let (epoch, attempt) = (v["epoch"].as_u64().unwrap(), v["attempt"].as_u64().unwrap());
+        if epoch <= last {
+            let a = by_epoch.entry(epoch).or_insert(attempt);
+            *a = (*a).max(attempt);
+        }
+    });
+    assert_eq!(
+        by_epoch.len() as u64,
+        last,
+        "a commit marker for every committed epoch"
+    );
+    (by_epoch, last)
+}
+
+/// Calls `f` with every record of `topic`'s `partition` up to its current end.
+pub fn read_partition(
+    topic: &str,
+    p: i32,
+    read_committed: bool,
+    f: &mut dyn FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("broker.address.family", "v4")
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set(
+            "isolation.level",
+            if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
+        .create()
+        .unwrap();
+    let (_, high) = c
+        .fetch_watermarks(topic, p, Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pos = c
+            .position()
+            .unwrap()
+            .find_partition(topic, p)
+            .and_then(|e| e.offset().to_raw())
+            .unwrap_or(-1);
+        if pos >= high {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} partition {p} stuck at {pos} < {high}"
+        );
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => f(&m),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => panic!("{e}"),
+        }
+    }
+}
+
+/// The committed output of `topic`: counts, and the (window, client) pairs seen more than once.
+pub fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
+    let c = consumer(&unique("meta"));
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let resolve = (!full_txn()).then(|| committed_attempts(group));
+    let mut counts = Counts::new();
+    let mut doubled = Vec::new();
+    for p in 0..partitions {
+        read_partition(topic, p, true, &mut |m| {
+            if let Some((attempts, last)) = &resolve {
+                let headers = m.headers().expect("weir-epoch / weir-attempt headers");
+                let mut epoch = None;
+                let mut attempt = None;
+                for h in headers.iter() {
+                    let v: Option<u64> = h
+                        .value
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+                    match h.key {
+                        "weir-epoch" => epoch = v,
+                        "weir-attempt" => attempt = v,
+                        _ => {}
+                    }
+                }
+                let (epoch, attempt) = (epoch.unwrap(), attempt.unwrap());
+                if epoch > *last || attempts.get(&epoch) != Some(&attempt) {
+                    return; // a record of an aborted transaction
+                }
+            }
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let key = (
+                v["window_start"].as_i64().unwrap(),
+                v["client"].as_str().unwrap().to_owned(),
+            );
+            assert_eq!(
+                m.key(),
+                Some(key.1.as_bytes()),
+                "the record key is the client"
+            );
+            if counts
+                .insert(key.clone(), v["count"].as_u64().unwrap())
+                .is_some()
+            {
+                doubled.push(key);
+            }
+        });
+    }
+    (counts, doubled)
+}
+
+pub fn gen_log(dir: &std::path::Path, lines: &str, seed: &str) -> std::path::PathBuf {
+    let log = dir.join("access.log");
+    run_ok(&[
+        "gen",
+        "--lines",
+        lines,
+        "--clients",
+        "500",
+        "--rate",
+        "500",
+        "--seed",
+        seed,
+        "--malformed",
+        "0.01",
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    log
+}
+
+pub fn run_args<'a>(a: &'a str, b: &'a str, dir: &'a str, group: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--from",
+        a,
+        "--to",
+        b,
+        "--checkpoint-dir",
+        dir,
+        "--group",
+        group,
+        "--checkpoint-interval",
+        "200ms",
+        "--stop-at-end",
+        "--idle-timeout",
+        "1h",
+        "-p",
+        "2",
+        "-q",
+    ]
+}
+
+pub fn check(b_topic: &str, group: &str, log: &std::path::Path, ctx: &str) {
+    let (got, doubled) = read_output(b_topic, group);
+    assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
+    let (expected, _) = reference(&std::fs::read(log).unwrap(), 5_000, 0);
+    assert_counts_eq(&got, &expected, ctx);
+}
