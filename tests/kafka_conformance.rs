@@ -2,8 +2,8 @@
 //! (`../shared/DESIGN.md` §4): transactions, `read_committed`, and offsets committed with
 //! `send_offsets_to_transaction` (the progress record).
 //!
-//! The broker is `WEIR_KAFKA` (`HOST:PORT`) or `127.0.0.1:9092`, the development broker started
-//! by `scripts/kafka.sh start` (tansu 0.4.9). An unreachable broker fails these tests: they are
+//! The broker is `WEIR_KAFKA` (`HOST:PORT`) or `127.0.0.1:$WEIR_KAFKA_PORT` (default 9092), the
+//! development broker started by `scripts/kafka.sh start` (tansu 0.4.9). An unreachable broker fails these tests: they are
 //! part of `cargo test --workspace` and must not pass silently without one.
 //!
 //! tansu 0.4.9 has three known gaps: a `read_committed` consumer still sees the records of
@@ -31,7 +31,12 @@ const T: Duration = Duration::from_secs(10);
 
 /// The broker's address; panics, saying how to start one, if it does not accept connections.
 fn broker() -> String {
-    let addr = std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let addr = std::env::var("WEIR_KAFKA").unwrap_or_else(|_| {
+        format!(
+            "127.0.0.1:{}",
+            std::env::var("WEIR_KAFKA_PORT").unwrap_or_else(|_| "9092".into())
+        )
+    });
     let first = addr.split(',').next().unwrap_or_default().trim();
     let reachable = first
         .to_socket_addrs()

@@ -13,7 +13,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::*;
 
 pub fn broker() -> String {
-    std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    std::env::var("WEIR_KAFKA").unwrap_or_else(|_| {
+        format!(
+            "127.0.0.1:{}",
+            std::env::var("WEIR_KAFKA_PORT").unwrap_or_else(|_| "9092".into())
+        )
+    })
 }
 
 pub fn full_txn() -> bool {
