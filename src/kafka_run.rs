@@ -339,7 +339,6 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         attempt,
         events: sink_tx,
         commits: commit_rx,
-        progress,
         job: cfg.transactional_id.clone(),
         group: cfg.group.clone(),
         commit_delay: cfg.commit_delay,
@@ -836,7 +835,6 @@ struct KafkaSink {
     attempt: u64,
     events: Sender<SinkEvent>,
     commits: Receiver<Commit>,
-    progress: Option<Progress>,
     job: String,
     group: String,
     commit_delay: Duration,
@@ -865,19 +863,16 @@ impl KafkaSink {
             manifest: c.manifest.clone(),
             finished: c.finished,
         };
-        let progress = Progress::advance(
-            self.progress.as_ref(),
-            &self.job,
+        let progress = Progress {
+            job: self.job.clone(),
             epoch,
-            c.manifest,
-            self.attempt,
-            c.finished,
-        );
+            manifest: c.manifest,
+            finished: c.finished,
+        };
         self.producer.commit(&progress, &marker, &c.inputs)?;
         if !self.commit_delay.is_zero() {
             eprintln!("weir: committed epoch {epoch}");
         }
-        self.progress = Some(progress);
         let _ = self.events.send(SinkEvent::Committed(epoch));
         Ok(())
     }

@@ -35,6 +35,7 @@ pub mod kafka_run;
 pub mod replay;
 pub mod serve;
 pub mod units;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use weir_engine as engine;

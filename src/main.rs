@@ -20,9 +20,12 @@ use weir::io::parse::LogFormat;
 use weir::io::sink::OutputFormat;
 use weir::kafka_run::source::Source;
 use weir::kafka_run::{self, KafkaRunConfig};
-use weir::replay::{describe_malformed, replay, JobOptions, ParseConfig, ReplayConfig, RunSummary};
+use weir::replay::{
+    describe_malformed, replay, InputFormat, JobOptions, ParseConfig, ReplayConfig, RunSummary,
+};
 use weir::serve::{serve, ServeConfig};
-use weir::units::{parse_date, parse_duration, parse_utc_offset};
+use weir::units::{parse_date, parse_duration, parse_utc_offset, thousands};
+use weir::verify::{verify, VerifyArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -82,14 +85,10 @@ Example:
 Example:
   weir gen --lines 10000000 --clients 100000 --rate 50000 --seed 7 --output big.log")]
     Gen(GenArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Auto,
-    Combined,
-    Common,
-    Simple,
+    /// Check a pipeline's committed output against its input: recompute every window and report
+    /// missing, duplicated and wrong rows (exit status 0: clean, 1: differences, 2: could not
+    /// check).
+    Verify(VerifyArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,7 +111,7 @@ enum OutputFormatArg {
 struct JobArgs {
     /// Log format; `auto` detects it from the first lines.
     #[arg(long, value_enum, default_value = "auto")]
-    format: FormatArg,
+    format: InputFormat,
     /// Date of the `simple` format's HH:MM:SS times (YYYY-MM-DD, UTC); default today.
     #[arg(long, value_parser = parse_date)]
     date: Option<i32>,
@@ -291,19 +290,10 @@ struct GenArgs {
     output: Option<PathBuf>,
 }
 
-fn log_format(f: FormatArg) -> Option<LogFormat> {
-    match f {
-        FormatArg::Auto => None,
-        FormatArg::Combined => Some(LogFormat::Combined),
-        FormatArg::Common => Some(LogFormat::Common),
-        FormatArg::Simple => Some(LogFormat::Simple),
-    }
-}
-
 impl JobArgs {
     fn parse_config(&self) -> ParseConfig {
         let mut p = ParseConfig {
-            format: log_format(self.format),
+            format: self.format.log_format(),
             strict: self.strict,
             ..ParseConfig::default()
         };
@@ -348,6 +338,17 @@ fn main() -> ExitCode {
         Command::Gen(a) => run_gen(a),
         Command::Run(a) => run_kafka(a),
         Command::Produce(a) => run_produce(a),
+        Command::Verify(a) => match verify(&a) {
+            Ok(report) => {
+                print!("{report}");
+                return ExitCode::from(u8::from(!report.is_clean()));
+            }
+            // diff(1)'s convention: 2 when the check could not be made.
+            Err(e) => {
+                eprintln!("weir: error: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -513,15 +514,15 @@ fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
         "weir: {} lines read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions (attempt {}{})",
-        group(s.parse.lines),
+        thousands(s.parse.lines),
         secs,
-        group((s.parse.lines as f64 / secs) as u64),
-        group(s.parse.rows),
-        group(s.parse.malformed),
-        group(s.job.late_rows),
-        group(s.job.windows_fired),
-        group(s.records),
-        group(s.commits),
+        thousands((s.parse.lines as f64 / secs) as u64),
+        thousands(s.parse.rows),
+        thousands(s.parse.malformed),
+        thousands(s.job.late_rows),
+        thousands(s.job.windows_fired),
+        thousands(s.records),
+        thousands(s.commits),
         s.attempt,
         if s.resumed_from > 0 { format!(", resumed from epoch {}", s.resumed_from) } else { String::new() },
     );
@@ -556,7 +557,7 @@ fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {
     })?;
     eprintln!(
         "weir: {} lines into {} in {:.2} s",
-        group(n),
+        thousands(n),
         a.to,
         started.elapsed().as_secs_f64()
     );
@@ -655,11 +656,11 @@ fn print_summary(s: &RunSummary, job: &JobOptions) {
     let p = &s.parse;
     eprintln!(
         "weir: {} lines ({}, {}) in {:.2} s: {} lines/s, {:.1} MB/s",
-        group(p.lines),
+        thousands(p.lines),
         human_bytes(p.bytes),
         s.format.name(),
         secs,
-        group((p.lines as f64 / secs) as u64),
+        thousands((p.lines as f64 / secs) as u64),
         p.bytes as f64 / secs / 1e6
     );
     let pinned: Vec<String> = s
@@ -676,11 +677,11 @@ fn print_summary(s: &RunSummary, job: &JobOptions) {
     };
     eprintln!(
         "weir: {} counted, {} malformed, {} late; {} windows, {} result rows; parallelism {} ({pinning})",
-        group(p.rows),
-        group(p.malformed),
-        group(s.job.late_rows),
-        group(s.job.windows_fired),
-        group(s.job.result_rows),
+        thousands(p.rows),
+        thousands(p.malformed),
+        thousands(s.job.late_rows),
+        thousands(s.job.windows_fired),
+        thousands(s.job.result_rows),
         job.parallelism,
     );
     if !p.examples.is_empty() {
@@ -689,18 +690,6 @@ fn print_summary(s: &RunSummary, job: &JobOptions) {
             eprintln!("  {l}");
         }
     }
-}
-
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn human_bytes(b: u64) -> String {

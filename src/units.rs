@@ -1,5 +1,5 @@
-//! Parsing the human units of the command line: durations (`5s`, `250ms`, `1m`), UTC offsets
-//! (`+02:00`, `-0700`, `UTC`) and dates (`2024-05-12`).
+//! The human units of the command line: parsing durations (`5s`, `250ms`, `1m`), UTC offsets
+//! (`+02:00`, `-0700`, `UTC`) and dates (`2024-05-12`); printing counts (`1,234,567`).
 
 use std::time::Duration;
 
@@ -80,6 +80,19 @@ pub fn parse_date(s: &str) -> Result<i32, String> {
     }
     // The parser's calendar, so a `--date` and a log line's date agree.
     i32::try_from(days_from_civil(y, m, d)).map_err(|_| bad())
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ fn a_broker_outage_mid_run_neither_loses_nor_doubles() {
         std::thread::sleep(Duration::from_secs(5));
     }
     let started = Instant::now();
-    let mut res = child.wait_with_output().unwrap();
+    let mut res = wait_at_most(child, COMMAND_LIMIT, "the run through the outage");
     let mut runs = 1;
     while !res.status.success() {
         // The outage outlasted a transactional call: the run stopped with an error; restarting
@@ -100,14 +100,11 @@ fn a_broker_outage_mid_run_neither_loses_nor_doubles() {
         );
         runs += 1;
         assert!(runs <= 5, "no successful run after the outage");
-        res = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(&args)
-            .output()
-            .unwrap();
+        res = output(weir().args(&args), &format!("run {runs}"));
     }
     eprintln!(
         "completed {:.1} s after the outage in {runs} run(s)",
         started.elapsed().as_secs_f64()
     );
-    check(&b, &group, &log, "after a broker outage");
+    check(&a, &b, &group, &log, "after a broker outage");
 }

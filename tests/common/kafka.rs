@@ -230,9 +230,48 @@ pub fn run_args<'a>(a: &'a str, b: &'a str, dir: &'a str, group: &'a str) -> Vec
     ]
 }
 
-pub fn check(b_topic: &str, group: &str, log: &std::path::Path, ctx: &str) {
+/// Checks the committed output of `b_topic` twice, independently: with the tests' own reader
+/// against the reference count of `log`, and with `weir verify` (exit 0, clean) reading topic
+/// `a_topic`. Returns verify's report.
+pub fn check(
+    a_topic: &str,
+    b_topic: &str,
+    group: &str,
+    log: &std::path::Path,
+    ctx: &str,
+) -> String {
     let (got, doubled) = read_output(b_topic, group);
     assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
     let (expected, _) = reference(&std::fs::read(log).unwrap(), 5_000, 0);
     assert_counts_eq(&got, &expected, ctx);
+
+    let out = verify(a_topic, b_topic, group, !full_txn());
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{ctx}: weir verify: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("result:     clean"), "{ctx}: {report}");
+    report
+}
+
+/// `weir verify --input A --output B --group G`, resolving aborted records from the records'
+/// headers when `resolve_aborted` (tansu).
+pub fn verify(a_topic: &str, b_topic: &str, group: &str, resolve_aborted: bool) -> Output {
+    output(
+        weir().args([
+            "verify",
+            "--input",
+            &url(a_topic),
+            "--output",
+            &url(b_topic),
+            "--group",
+            group,
+            "--broker-filters-aborted",
+            if resolve_aborted { "false" } else { "true" },
+        ]),
+        "weir verify",
+    )
 }

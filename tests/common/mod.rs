@@ -8,7 +8,9 @@ pub mod kafka;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// `(window_start_ms, client) → count`.
 pub type Counts = BTreeMap<(i64, String), u64>;
@@ -18,9 +20,12 @@ pub fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
 
-/// Runs `weir` with `args`; panics with its stderr unless it succeeds.
+/// How long any one command of a test may take before it counts as stuck.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `weir` with `args`; panics with its stderr unless it succeeds within [`COMMAND_LIMIT`].
 pub fn run_ok(args: &[&str]) -> Output {
-    let out = weir().args(args).output().expect("run weir");
+    let out = output(weir().args(args), &format!("weir {args:?}"));
     assert!(
         out.status.success(),
         "weir {args:?} failed ({}):\n{}",
@@ -28,6 +33,52 @@ pub fn run_ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs `cmd` to its end, collecting its output, within [`COMMAND_LIMIT`].
+pub fn output(cmd: &mut Command, what: &str) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_at_most(child, COMMAND_LIMIT, what)
+}
+
+/// Waits for `child` at most `limit` while collecting its piped stdout and stderr; past the
+/// limit, kills it and panics with what it wrote, so that a stuck run fails the test with its
+/// story instead of hanging CI.
+pub fn wait_at_most(mut child: Child, limit: Duration, what: &str) -> Output {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            panic!(
+                "{what}: still running after {limit:?}; killed. Its stderr:\n{}",
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// `shared/data/real/NAME` beside the repository.

@@ -14,9 +14,10 @@
 //! exactly when the transaction does. Offset = the epoch; metadata = [`Progress`] as JSON.
 //!
 //! The headers let an auditor resolve the committed output on a broker that shows records of
-//! aborted transactions to `read_committed` readers (tansu 0.4): epoch `e` was committed by
-//! attempt [`Progress::committed_attempt`]`(e)`, and every record of epoch `e` from another
-//! attempt belongs to an aborted transaction.
+//! aborted transactions to `read_committed` readers (tansu 0.4): epoch `e` is committed when
+//! `e` ≤ the progress offset, by the attempt [`committed_attempts`] finds in the job's commit
+//! markers, and every record of epoch `e` from another attempt belongs to an aborted
+//! transaction.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +29,6 @@ pub const ATTEMPT_HEADER: &str = "weir-attempt";
 pub const PROGRESS_TOPIC: &str = "weir-progress";
 /// The one-partition topic of commit markers: one record per transaction, in the transaction.
 pub const COMMITS_TOPIC: &str = "weir-commits";
-/// Attempts remembered in [`Progress::attempts`]; older ones are dropped (Kafka limits offset
-/// metadata to 4 KiB by default).
-pub const MAX_ATTEMPTS: usize = 100;
 
 /// The value format of result records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,7 +52,7 @@ impl std::str::FromStr for ValueFormat {
 }
 
 /// The metadata of the progress group's committed offset: which job, which epoch, which local
-/// checkpoint, and which attempt committed which epochs.
+/// checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// The job (its transactional id).
@@ -66,52 +64,6 @@ pub struct Progress {
     /// Whether this epoch ended a bounded run: every window has been delivered.
     #[serde(default)]
     pub finished: bool,
-    /// `[attempt, first epoch it committed]`, oldest first.
-    pub attempts: Vec<[u64; 2]>,
-}
-
-impl Progress {
-    /// The attempt that committed `epoch` (≤ [`Progress::epoch`]), if it is still remembered.
-    pub fn committed_attempt(&self, epoch: u64) -> Option<u64> {
-        if epoch > self.epoch {
-            return None;
-        }
-        self.attempts
-            .iter()
-            .rev()
-            .find(|[_, first]| *first <= epoch)
-            .map(|[attempt, _]| *attempt)
-    }
-
-    /// The epochs this metadata can resolve: from the first remembered attempt's first epoch.
-    pub fn first_resolvable(&self) -> u64 {
-        self.attempts.first().map_or(u64::MAX, |[_, first]| *first)
-    }
-
-    /// The progress after `attempt` commits `epoch`.
-    pub fn advance(
-        prev: Option<&Progress>,
-        job: &str,
-        epoch: u64,
-        manifest: String,
-        attempt: u64,
-        finished: bool,
-    ) -> Progress {
-        let mut attempts = prev.map(|p| p.attempts.clone()).unwrap_or_default();
-        if attempts.last().is_none_or(|[a, _]| *a != attempt) {
-            attempts.push([attempt, epoch]);
-        }
-        if attempts.len() > MAX_ATTEMPTS {
-            attempts.drain(..attempts.len() - MAX_ATTEMPTS);
-        }
-        Progress {
-            job: job.to_owned(),
-            epoch,
-            manifest,
-            finished,
-            attempts,
-        }
-    }
 }
 
 /// The commit marker: a record on [`COMMITS_TOPIC`] (key = the job's group) written inside
@@ -191,36 +143,5 @@ mod tests {
         let want: std::collections::BTreeMap<u64, u64> =
             [(1, 1), (2, 1), (3, 1), (4, 1), (5, 3), (6, 3)].into();
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn committed_attempt_follows_history() {
-        let mut p = Progress::advance(None, "j", 1, "m".into(), 1, false);
-        for e in 2..=4 {
-            p = Progress::advance(Some(&p), "j", e, "m".into(), 1, false);
-        }
-        // Attempt 2 crashed before committing anything; attempt 3 committed 5 and 6.
-        for e in 5..=6 {
-            p = Progress::advance(Some(&p), "j", e, "m".into(), 3, false);
-        }
-        assert_eq!(p.attempts, vec![[1, 1], [3, 5]]);
-        assert_eq!(p.committed_attempt(1), Some(1));
-        assert_eq!(p.committed_attempt(4), Some(1));
-        assert_eq!(p.committed_attempt(5), Some(3));
-        assert_eq!(p.committed_attempt(6), Some(3));
-        assert_eq!(p.committed_attempt(7), None);
-        let json = serde_json::to_string(&p).unwrap();
-        assert_eq!(serde_json::from_str::<Progress>(&json).unwrap(), p);
-    }
-
-    #[test]
-    fn history_is_bounded() {
-        let mut p = Progress::advance(None, "j", 1, "m".into(), 1, false);
-        for a in 2..=(MAX_ATTEMPTS as u64 + 10) {
-            p = Progress::advance(Some(&p), "j", a, "m".into(), a, false);
-        }
-        assert_eq!(p.attempts.len(), MAX_ATTEMPTS);
-        assert_eq!(p.first_resolvable(), 11);
-        assert!(serde_json::to_string(&p).unwrap().len() < 4096);
     }
 }

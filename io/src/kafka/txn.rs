@@ -289,7 +289,6 @@ pub fn read_progress(
                 epoch: epoch as u64,
                 manifest: String::new(),
                 finished: false,
-                attempts: Vec::new(),
             }),
             Offset::Offset(epoch) => {
                 let p: Progress =
