@@ -79,6 +79,10 @@ pub struct KafkaRunConfig {
     /// Test hook: read at most 16 KiB at a time and pause this long after each read, so crash
     /// tests can kill a run mid-way. Zero in normal use.
     pub read_delay: Duration,
+    /// Test hook: once every partition reached its end (bounded runs), the reader of partition
+    /// `p` finishes `p` × this later, still injecting barriers meanwhile, so that barriers are
+    /// requested while some readers have finished and others have not. Zero in normal use.
+    pub finish_stagger: Duration,
     /// Set to end the run as if the input had ended here: every window fires, the last epoch
     /// commits and [`run`] returns (a graceful stop for library users; benchmarks use it).
     pub stop: Option<std::sync::Arc<AtomicBool>>,
@@ -105,6 +109,7 @@ impl KafkaRunConfig {
             job: JobOptions::default(),
             commit_delay: Duration::ZERO,
             read_delay: Duration::ZERO,
+            finish_stagger: Duration::ZERO,
             stop: None,
         }
     }
@@ -362,6 +367,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         at_end: &at_end,
         readers: partitions,
         stop: cfg.stop.as_deref(),
+        finish_stagger: cfg.finish_stagger,
     };
     let (read, coordinated) = std::thread::scope(|s| {
         let mut handles = Vec::new();
@@ -440,6 +446,8 @@ struct Shared<'a> {
     readers: usize,
     /// The caller's stop request.
     stop: Option<&'a AtomicBool>,
+    /// See [`KafkaRunConfig::finish_stagger`].
+    finish_stagger: Duration,
 }
 
 /// The checkpoint to restore for the Kafka progress `progress`, checked against the local
@@ -617,6 +625,7 @@ fn read_partition(
     let mut buf = Vec::with_capacity(1 << 20);
     let mut batches: Vec<RecordBatch> = Vec::new();
     let mut reached_end = false;
+    let mut finish_at: Option<Instant> = None;
     let position = |input: &Input, reader: &Reader| PartitionPosition {
         partition,
         offset: reader.position(),
@@ -645,7 +654,11 @@ fn read_partition(
             shared.at_end.fetch_add(1, Ordering::AcqRel);
         }
         if reached_end {
-            if shared.at_end.load(Ordering::Acquire) == shared.readers {
+            let all_at_end = shared.at_end.load(Ordering::Acquire) == shared.readers;
+            if all_at_end && finish_at.is_none() {
+                finish_at = Some(Instant::now() + shared.finish_stagger * partition as u32);
+            }
+            if finish_at.is_some_and(|t| Instant::now() >= t) {
                 parser.flush(&mut |b| batches.push(b));
                 for b in batches.drain(..) {
                     input.push(b)?;
@@ -721,7 +734,9 @@ fn coordinate(
         let mut requested = false;
         // Gather epoch n: positions, snapshots, the sink's Ready; or the end of the input.
         while finished_at.is_none()
-            && !(ready && at.len() == shared.readers && states.iter().all(Option::is_some))
+            && !(ready
+                && with_finals(&at, &finals).len() == shared.readers
+                && states.iter().all(Option::is_some))
         {
             if shared.failed.load(Ordering::Relaxed) {
                 return Err(stopped());
@@ -765,7 +780,7 @@ fn coordinate(
             store.retain(cfg.keep)?;
             return Ok(done + 1);
         }
-        at.sort_by_key(|p| p.partition);
+        let at = with_finals(&at, &finals);
         let snaps: Vec<WorkerSnapshot> = states.into_iter().map(|s| s.expect("all")).collect();
         let sources = serde_json::to_value(Positions {
             partitions: at.clone(),
@@ -778,6 +793,22 @@ fn coordinate(
         last = epoch;
         next_barrier = Instant::now() + cfg.interval;
     }
+}
+
+/// The positions of an epoch by partition: those the readers sent with its barrier and, for a
+/// reader that had already finished when the barrier was requested (a bounded run ending, the
+/// others still injecting), its final position. The engine aligns a barrier over an input that
+/// ended after all of its rows, so the epoch's state holds everything before that position.
+fn with_finals(at: &[PartitionPosition], finals: &[PartitionPosition]) -> Vec<PartitionPosition> {
+    let mut all = at.to_vec();
+    all.extend(
+        finals
+            .iter()
+            .filter(|f| !at.iter().any(|p| p.partition == f.partition))
+            .cloned(),
+    );
+    all.sort_by_key(|p| p.partition);
+    all
 }
 
 fn sink_json(cfg: &KafkaRunConfig) -> serde_json::Value {

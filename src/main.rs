@@ -231,6 +231,9 @@ struct RunArgs {
     /// Test hook: read 16 KiB at a time and pause this long after each read.
     #[arg(long, hide = true, value_parser = parse_duration)]
     test_read_delay: Option<Duration>,
+    /// Test hook: the reader of partition p finishes p × this after every reader reached the end.
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    test_finish_stagger: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -462,6 +465,7 @@ fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
     cfg.keep = a.keep_checkpoints.max(1);
     cfg.commit_delay = a.test_commit_delay.unwrap_or_default();
     cfg.read_delay = a.test_read_delay.unwrap_or_default();
+    cfg.finish_stagger = a.test_finish_stagger.unwrap_or_default();
     let quiet = a.job.quiet;
     let say = |m: &str| {
         if !quiet {

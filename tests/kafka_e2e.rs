@@ -44,6 +44,48 @@ fn bounded_run_commits_exactly_the_reference_counts() {
     check(&a, &b, &group, &log, "after a second run");
 }
 
+/// A bounded run ends with barriers still being requested: once every partition is at its end,
+/// the readers finish one after another (a test hook staggers them by 100 ms) while barriers
+/// come every 5 ms, so a barrier is injected by some readers after others have finished. The
+/// run must commit that epoch with the finished readers' final positions and complete (it used
+/// to wait forever for their positions).
+#[test]
+fn a_bounded_run_ends_while_barriers_are_requested() {
+    let tmp = tempdir();
+    let log = gen_log(tmp.path(), "20000", "9");
+    let (a, b, group) = (unique("end-in"), unique("end-out"), unique("end-job"));
+    let (ua, ub) = (url(&a), url(&b));
+    run_ok(&[
+        "produce",
+        log.to_str().unwrap(),
+        "--to",
+        &ua,
+        "--partitions",
+        "4",
+    ]);
+    let dir = tmp.path().join("ck");
+    let mut args = run_args(&ua, &ub, dir.to_str().unwrap(), &group);
+    let interval = args
+        .iter()
+        .position(|a| *a == "--checkpoint-interval")
+        .unwrap();
+    args[interval + 1] = "5ms";
+    args.extend(["--test-finish-stagger", "100ms"]);
+    let child = weir()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let res = wait_at_most(child, Duration::from_secs(60), "the bounded run");
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    check(&a, &b, &group, &log, "staggered end");
+}
+
 #[test]
 fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     let kills: usize = std::env::var("WEIR_CRASH_KILLS")
