@@ -163,6 +163,9 @@ struct Positions {
 
 /// The epoch a reader reports its final position under (bounded runs).
 const FINAL: u64 = u64::MAX;
+/// How long a checkpoint may take from its barrier's request to being gathered (Flink's
+/// default checkpoint timeout) before the run stops with what was missing, instead of waiting.
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Runs the job until the input ends (`stop_at_end`) or forever; `say` gets progress messages.
 pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRunSummary> {
@@ -740,6 +743,17 @@ fn coordinate(
         {
             if shared.failed.load(Ordering::Relaxed) {
                 return Err(stopped());
+            }
+            if next_barrier.elapsed() > CHECKPOINT_TIMEOUT {
+                let have = with_finals(&at, &finals);
+                return Err(Error::Engine(weir_engine::EngineError::Internal(format!(
+                    "checkpoint {epoch} did not complete within {} s: positions from {} of {} \
+                     partitions, snapshots from {} of {workers} workers, sink ready: {ready}",
+                    CHECKPOINT_TIMEOUT.as_secs(),
+                    have.len(),
+                    shared.readers,
+                    states.iter().flatten().count(),
+                ))));
             }
             if !requested && Instant::now() >= next_barrier {
                 shared.requested.store(epoch, Ordering::Release);

@@ -39,18 +39,16 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
 use clap::{ArgAction, Args};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
-use weir_io::kafka::reader::{watermarks, PartitionReader};
+use weir_io::kafka::reader::{watermarks, PartitionReader, RecordReader};
 use weir_io::kafka::records::{
     committed_attempts, default_job_id, header_u64, ATTEMPT_HEADER, COMMITS_TOPIC, EPOCH_HEADER,
     PROGRESS_TOPIC,
 };
 use weir_io::kafka::txn::{group_consumer, read_markers, read_progress};
-use weir_io::kafka::{client_config, connect, KafkaIoError, KafkaUrl};
+use weir_io::kafka::{connect, KafkaIoError, KafkaUrl};
 use weir_io::parse::timestamp::civil_from_days;
 use weir_io::parse::{detect_format, Columns, LineParser, LogFormat, ParseOptions};
 use weir_io::source::open_stream;
@@ -947,100 +945,37 @@ fn found_from_kafka(
     read_group: &str,
     found: &mut Found,
 ) -> Result<Option<u64>> {
-    let consumer: BaseConsumer = client_config(&url.brokers)
-        .set("group.id", read_group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .map_err(|e| {
-            Error::from(KafkaIoError::call(
-                &url.brokers,
-                "cannot create a consumer",
-                e,
-            ))
-        })?;
-    // Partition → (next offset expected, end offset) until the end is reached.
-    let mut pending: HashMap<i32, (i64, i64)> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for (p, &(low, high)) in ends.iter().enumerate() {
-        let p = p as i32;
-        if high > low {
-            pending.insert(p, (low, high));
-            tpl.add_partition_offset(&url.topic, p, Offset::Beginning)
-                .expect("a fresh list takes offsets");
-        }
-    }
-    if pending.is_empty() {
-        return Ok(commits.map(|_| 0));
-    }
-    consumer.assign(&tpl).map_err(|e| {
-        Error::from(KafkaIoError::call(
-            &url.brokers,
-            format!("assign the partitions of {}", url.topic),
-            e,
-        ))
-    })?;
     let mut discarded = 0u64;
-    let mut progress_at = Instant::now();
-    while !pending.is_empty() {
-        match consumer.poll(POLL) {
-            None => {}
-            Some(Ok(m)) => {
-                let (p, offset) = (m.partition(), m.offset());
-                let Some((next, end)) = pending.get_mut(&p) else {
-                    continue;
-                };
-                if offset < *next {
-                    // A record served again (a broker that serves fetches by whole batches,
-                    // tansu 0.4): it was counted already.
-                    continue;
-                }
-                progress_at = Instant::now();
-                *next = offset + 1;
-                if offset >= *end {
-                    pending.remove(&p);
-                    continue;
-                }
-                if offset + 1 >= *end {
-                    pending.remove(&p);
-                }
-                let at = || format!("{} partition {p} offset {offset}", url.topic);
-                if let Some(commits) = commits {
-                    if !committed(&m, commits, &at)? {
-                        discarded += 1;
-                        continue;
-                    }
-                }
-                found.add(record_row(m.key(), m.payload()), &at)?;
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                let Some(&(_, end)) = pending.get(&p) else {
-                    continue;
-                };
-                if position(&consumer, &url.topic, p).is_some_and(|pos| pos >= end) {
-                    pending.remove(&p);
-                    progress_at = Instant::now();
-                }
-            }
-            Some(Err(e)) => {
-                return Err(Error::from(KafkaIoError::call(
-                    &url.brokers,
-                    format!("read {}", url.topic),
-                    e,
-                )))
-            }
+    for (p, &(low, end)) in ends.iter().enumerate() {
+        if end <= low {
+            continue;
         }
-        if !pending.is_empty() && progress_at.elapsed() > STALL_TIMEOUT {
-            let mut at: Vec<(i32, i64, i64)> = pending
-                .iter()
-                .map(|(&p, &(next, end))| (p, next, end))
-                .collect();
-            at.sort_unstable();
-            return Err(Error::from(stalled(url, &at)));
+        let p = p as i32;
+        let mut reader = RecordReader::open(url, p, read_group, true, Some(end))?;
+        // The first error stops the checks; the rest of the partition is read unchecked.
+        let mut failed: Option<Error> = None;
+        reader.read_to_end(&mut |m| {
+            if failed.is_some() {
+                return;
+            }
+            let offset = m.offset();
+            let at = || format!("{} partition {p} offset {offset}", url.topic);
+            let keep = match commits {
+                Some(c) => committed(m, c, &at),
+                None => Ok(true),
+            };
+            let added = match keep {
+                Ok(true) => found.add(record_row(m.key(), m.payload()), &at),
+                Ok(false) => {
+                    discarded += 1;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            failed = added.err();
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Ok(commits.map(|_| discarded))
@@ -1096,14 +1031,6 @@ fn record_row(key: Option<&[u8]>, value: Option<&[u8]>) -> std::result::Result<R
         }
     }
     Ok(row)
-}
-
-fn position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let tpl = consumer.position().ok()?;
-    match tpl.find_partition(topic, partition)?.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

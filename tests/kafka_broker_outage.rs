@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
@@ -52,32 +52,10 @@ fn a_broker_outage_mid_run_neither_loses_nor_doubles() {
         eprintln!("skipped: WEIR_KAFKA names an external broker");
         return;
     };
-    let tmp = tempdir();
-    let log = gen_log(tmp.path(), "40000", "9");
-    let (a, b, group) = (
-        unique("outage-in"),
-        unique("outage-out"),
-        unique("outage-job"),
-    );
-    let (ua, ub) = (url(&a), url(&b));
-    run_ok(&[
-        "produce",
-        log.to_str().unwrap(),
-        "--to",
-        &ua,
-        "--partitions",
-        "3",
-    ]);
-    let dir = tmp.path().join("ck");
-    let mut args = run_args(&ua, &ub, dir.to_str().unwrap(), &group);
+    let p = Pipeline::new("outage", "40000", "9", "3");
+    let mut args = p.run_args();
     args.extend(["--test-read-delay", "40ms"]);
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&args);
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -106,5 +84,5 @@ fn a_broker_outage_mid_run_neither_loses_nor_doubles() {
         "completed {:.1} s after the outage in {runs} run(s)",
         started.elapsed().as_secs_f64()
     );
-    check(&a, &b, &group, &log, "after a broker outage");
+    p.check("after a broker outage");
 }

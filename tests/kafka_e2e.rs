@@ -2,12 +2,11 @@
 //! (or `WEIR_KAFKA`).
 //!
 //! The committed output of topic B is read with the tests' own consumer code (tests/common/
-//! kafka.rs) and compared with an independent reference count of the log (tests/common). Any
-//! (window, client) seen twice is a duplicate and fails.
+//! kafka.rs) and compared with an independent reference count of the log (tests/common), and
+//! audited by `weir verify`. Any (window, client) seen twice is a duplicate and fails.
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
@@ -15,33 +14,17 @@ use common::*;
 
 #[test]
 fn bounded_run_commits_exactly_the_reference_counts() {
-    let tmp = tempdir();
-    let log = gen_log(tmp.path(), "30000", "3");
-    let (a, b, group) = (unique("e2e-in"), unique("e2e-out"), unique("e2e-job"));
-    let (ua, ub) = (url(&a), url(&b));
-    run_ok(&[
-        "produce",
-        log.to_str().unwrap(),
-        "--to",
-        &ua,
-        "--partitions",
-        "3",
-    ]);
-    let dir = tmp.path().join("ck");
-    let res = run_ok(&run_args(&ua, &ub, dir.to_str().unwrap(), &group));
-    assert!(res.status.success());
-    check(&a, &b, &group, &log, "bounded run");
+    let p = Pipeline::new("e2e", "30000", "3", "3");
+    run_ok(&p.run_args());
+    p.check("bounded run");
 
     // Running it again finds the job finished and writes nothing more.
-    let mut again = run_args(&ua, &ub, dir.to_str().unwrap(), &group);
+    let mut again = p.run_args();
     again.retain(|a| *a != "-q");
     let res = run_ok(&again);
-    assert!(
-        String::from_utf8_lossy(&res.stderr).contains("finished"),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    check(&a, &b, &group, &log, "after a second run");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("finished"), "{err}");
+    p.check("after a second run");
 }
 
 /// A bounded run ends with barriers still being requested: once every partition is at its end,
@@ -51,39 +34,21 @@ fn bounded_run_commits_exactly_the_reference_counts() {
 /// to wait forever for their positions).
 #[test]
 fn a_bounded_run_ends_while_barriers_are_requested() {
-    let tmp = tempdir();
-    let log = gen_log(tmp.path(), "20000", "9");
-    let (a, b, group) = (unique("end-in"), unique("end-out"), unique("end-job"));
-    let (ua, ub) = (url(&a), url(&b));
-    run_ok(&[
-        "produce",
-        log.to_str().unwrap(),
-        "--to",
-        &ua,
-        "--partitions",
-        "4",
-    ]);
-    let dir = tmp.path().join("ck");
-    let mut args = run_args(&ua, &ub, dir.to_str().unwrap(), &group);
+    let p = Pipeline::new("end", "20000", "9", "4");
+    let mut args = p.run_args();
     let interval = args
         .iter()
         .position(|a| *a == "--checkpoint-interval")
         .unwrap();
     args[interval + 1] = "5ms";
     args.extend(["--test-finish-stagger", "100ms"]);
-    let child = weir()
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let res = wait_at_most(child, Duration::from_secs(60), "the bounded run");
+    let res = wait_at_most(spawn(&args), Duration::from_secs(60), "the bounded run");
     assert!(
         res.status.success(),
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    check(&a, &b, &group, &log, "staggered end");
+    p.check("staggered end");
 }
 
 #[test]
@@ -92,20 +57,8 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(20);
-    let tmp = tempdir();
-    let log = gen_log(tmp.path(), "60000", "5");
-    let (a, b, group) = (unique("crash-in"), unique("crash-out"), unique("crash-job"));
-    let (ua, ub) = (url(&a), url(&b));
-    run_ok(&[
-        "produce",
-        log.to_str().unwrap(),
-        "--to",
-        &ua,
-        "--partitions",
-        "4",
-    ]);
-    let dir = tmp.path().join("ck");
-    let mut args = run_args(&ua, &ub, dir.to_str().unwrap(), &group);
+    let p = Pipeline::new("crash", "60000", "5", "4");
+    let mut args = p.run_args();
     args.retain(|a| *a != "-q");
     // Slow reads so a run lasts long enough to be killed many times; a pause in the commit
     // window (checkpoint durable, transaction not yet committed) so that some kills land there.
@@ -116,12 +69,7 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     loop {
         runs += 1;
         assert!(runs < kills * 10 + 50, "no progress after {runs} runs");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&args);
         if killed < kills {
             seed = seed
                 .wrapping_mul(6364136223846793005)
@@ -161,7 +109,7 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     );
     assert!(in_commit_window > 0, "no kill landed in a commit window");
     eprintln!("{killed} kills ({resumed} in resumed runs, {in_commit_window} in a commit window)");
-    let report = check(&a, &b, &group, &log, &format!("after {killed} kills"));
+    let report = p.check(&format!("after {killed} kills"));
     if !full_txn() {
         // tansu shows aborted records to read_committed readers: read as if it did not, the
         // same output must fail the audit, or the header resolution above proved nothing.
@@ -175,7 +123,7 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
             aborted > 0,
             "{killed} kills left no aborted record: {report}"
         );
-        let naive = verify(&a, &b, &group, false);
+        let naive = p.verify(false);
         let text = String::from_utf8_lossy(&naive.stdout);
         assert_eq!(naive.status.code(), Some(1), "{text}");
         assert!(text.contains("NOT CLEAN"), "{text}");

@@ -188,90 +188,128 @@ pub fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
     (counts, doubled)
 }
 
-pub fn gen_log(dir: &std::path::Path, lines: &str, seed: &str) -> std::path::PathBuf {
-    let log = dir.join("access.log");
-    run_ok(&[
-        "gen",
-        "--lines",
-        lines,
-        "--clients",
-        "500",
-        "--rate",
-        "500",
-        "--seed",
-        seed,
-        "--malformed",
-        "0.01",
-        "-o",
-        log.to_str().unwrap(),
-    ]);
-    log
+/// A job's fixture: a generated log produced into a fresh input topic, a fresh output topic, a
+/// fresh job group and a checkpoint folder.
+pub struct Pipeline {
+    /// Holds the log and the checkpoint folder.
+    pub tmp: tempfile::TempDir,
+    pub log: std::path::PathBuf,
+    /// Input and output topics, and the job's group.
+    pub a: String,
+    pub b: String,
+    pub group: String,
+    /// `kafka://…` URLs of `a` and `b`, and the checkpoint folder as a string.
+    pub ua: String,
+    pub ub: String,
+    pub dir: String,
 }
 
-pub fn run_args<'a>(a: &'a str, b: &'a str, dir: &'a str, group: &'a str) -> Vec<&'a str> {
-    vec![
-        "run",
-        "--from",
-        a,
-        "--to",
-        b,
-        "--checkpoint-dir",
-        dir,
-        "--group",
-        group,
-        "--checkpoint-interval",
-        "200ms",
-        "--stop-at-end",
-        "--idle-timeout",
-        "1h",
-        "-p",
-        "2",
-        "-q",
-    ]
-}
-
-/// Checks the committed output of `b_topic` twice, independently: with the tests' own reader
-/// against the reference count of `log`, and with `weir verify` (exit 0, clean) reading topic
-/// `a_topic`. Returns verify's report.
-pub fn check(
-    a_topic: &str,
-    b_topic: &str,
-    group: &str,
-    log: &std::path::Path,
-    ctx: &str,
-) -> String {
-    let (got, doubled) = read_output(b_topic, group);
-    assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
-    let (expected, _) = reference(&std::fs::read(log).unwrap(), 5_000, 0);
-    assert_counts_eq(&got, &expected, ctx);
-
-    let out = verify(a_topic, b_topic, group, !full_txn());
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{ctx}: weir verify: {report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(report.contains("result:     clean"), "{ctx}: {report}");
-    report
-}
-
-/// `weir verify --input A --output B --group G`, resolving aborted records from the records'
-/// headers when `resolve_aborted` (tansu).
-pub fn verify(a_topic: &str, b_topic: &str, group: &str, resolve_aborted: bool) -> Output {
-    output(
-        weir().args([
-            "verify",
-            "--input",
-            &url(a_topic),
-            "--output",
-            &url(b_topic),
-            "--group",
+impl Pipeline {
+    /// `lines` generated lines (500 clients at 500 lines/s, so 30,000 lines span a minute of
+    /// event time) from `seed`, produced into `partitions` partitions of a new topic.
+    pub fn new(name: &str, lines: &str, seed: &str, partitions: &str) -> Self {
+        let tmp = tempdir();
+        let log = tmp.path().join("access.log");
+        run_ok(&[
+            "gen",
+            "--lines",
+            lines,
+            "--clients",
+            "500",
+            "--rate",
+            "500",
+            "--seed",
+            seed,
+            "-o",
+            log.to_str().unwrap(),
+        ]);
+        let (a, b) = (
+            unique(&format!("{name}-in")),
+            unique(&format!("{name}-out")),
+        );
+        let group = unique(&format!("{name}-job"));
+        let (ua, ub) = (url(&a), url(&b));
+        run_ok(&[
+            "produce",
+            log.to_str().unwrap(),
+            "--to",
+            &ua,
+            "--partitions",
+            partitions,
+        ]);
+        let dir = tmp.path().join("ck").to_str().unwrap().to_owned();
+        Self {
+            tmp,
+            log,
+            a,
+            b,
             group,
-            "--broker-filters-aborted",
-            if resolve_aborted { "false" } else { "true" },
-        ]),
-        "weir verify",
-    )
+            ua,
+            ub,
+            dir,
+        }
+    }
+
+    /// `weir run A → B`, bounded, 200 ms checkpoints, two workers, quiet.
+    pub fn run_args(&self) -> Vec<&str> {
+        vec![
+            "run",
+            "--from",
+            &self.ua,
+            "--to",
+            &self.ub,
+            "--checkpoint-dir",
+            &self.dir,
+            "--group",
+            &self.group,
+            "--checkpoint-interval",
+            "200ms",
+            "--stop-at-end",
+            "--idle-timeout",
+            "1h",
+            "-p",
+            "2",
+            "-q",
+        ]
+    }
+
+    /// Checks the committed output of B twice, independently: with the tests' own reader
+    /// against the reference count of the log, and with `weir verify` (exit 0, clean).
+    /// Returns verify's report.
+    pub fn check(&self, ctx: &str) -> String {
+        let (got, doubled) = read_output(&self.b, &self.group);
+        assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
+        let (expected, _) = reference(&std::fs::read(&self.log).unwrap(), 5_000, 0);
+        assert_counts_eq(&got, &expected, ctx);
+
+        let out = self.verify(!full_txn());
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{ctx}: weir verify: {report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(report.contains("result:     clean"), "{ctx}: {report}");
+        report
+    }
+
+    /// `weir verify --input A --output B --group G`, resolving aborted records from the
+    /// records' headers when `resolve_aborted` (tansu).
+    pub fn verify(&self, resolve_aborted: bool) -> Output {
+        output(
+            weir().args([
+                "verify",
+                "--input",
+                &self.ua,
+                "--output",
+                &self.ub,
+                "--group",
+                &self.group,
+                "--broker-filters-aborted",
+                if resolve_aborted { "false" } else { "true" },
+            ]),
+            "weir verify",
+        )
+    }
 }

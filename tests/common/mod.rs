@@ -35,6 +35,17 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
+/// Starts `weir` with `args`, stdout discarded and stderr piped (for [`wait_at_most`] or
+/// `wait_with_output`).
+pub fn spawn(args: &[&str]) -> Child {
+    weir()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weir")
+}
+
 /// Runs `cmd` to its end, collecting its output, within [`COMMAND_LIMIT`].
 pub fn output(cmd: &mut Command, what: &str) -> Output {
     let child = cmd

@@ -53,17 +53,8 @@ impl PartitionReader {
             .set("queued.min.messages", "200000")
             .create()
             .map_err(|e| KafkaIoError::call(&url.brokers, "cannot create a consumer", e))?;
-        let mut tpl = TopicPartitionList::new();
         let offset = start.map_or(Offset::Beginning, Offset::Offset);
-        tpl.add_partition_offset(&url.topic, partition, offset)
-            .expect("a fresh list takes offsets");
-        consumer.assign(&tpl).map_err(|e| {
-            KafkaIoError::call(
-                &url.brokers,
-                format!("assign {} partition {partition}", url.topic),
-                e,
-            )
-        })?;
+        assign(&consumer, url, partition, offset)?;
         let next = match start {
             Some(o) => o,
             None => {
@@ -177,16 +168,7 @@ impl PartitionReader {
 
     /// Re-reads the partition from its beginning (records below `next` are then dropped).
     fn rewind(&mut self) -> Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.url.topic, self.partition, Offset::Beginning)
-            .expect("a fresh list takes offsets");
-        self.consumer.assign(&tpl).map_err(|e| {
-            KafkaIoError::call(
-                &self.url.brokers,
-                format!("assign {} partition {}", self.url.topic, self.partition),
-                e,
-            )
-        })
+        assign(&self.consumer, &self.url, self.partition, Offset::Beginning)
     }
 
     fn consumer_position(&self) -> Option<i64> {
@@ -207,6 +189,20 @@ fn push_line(buf: &mut Vec<u8>, value: &[u8]) {
     buf.push(b'\n');
 }
 
+/// Assigns `consumer` exactly `url`'s `partition`, positioned at `offset`.
+fn assign(consumer: &BaseConsumer, url: &KafkaUrl, partition: i32, offset: Offset) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&url.topic, partition, offset)
+        .expect("a fresh list takes offsets");
+    consumer.assign(&tpl).map_err(|e| {
+        KafkaIoError::call(
+            &url.brokers,
+            format!("assign {} partition {partition}", url.topic),
+            e,
+        )
+    })
+}
+
 /// `(low, high)` watermarks of `url`'s `partition`.
 pub fn watermarks<C: Consumer>(client: &C, url: &KafkaUrl, partition: i32) -> Result<(i64, i64)> {
     client
@@ -220,8 +216,8 @@ pub fn watermarks<C: Consumer>(client: &C, url: &KafkaUrl, partition: i32) -> Re
         })
 }
 
-/// A whole partition read once, from its beginning to the end offset found when opened, with
-/// keys and headers: for auditors and recovery, not for the job's input.
+/// A whole partition read once, from its beginning to an end offset, with keys and headers:
+/// for auditors and recovery, not for the job's input.
 pub struct RecordReader {
     consumer: BaseConsumer,
     url: KafkaUrl,
@@ -230,9 +226,16 @@ pub struct RecordReader {
 }
 
 impl RecordReader {
-    /// Opens `url`'s `partition`. `read_committed` hides records of open and (on a broker that
-    /// filters them) aborted transactions; otherwise every record is read.
-    pub fn open(url: &KafkaUrl, partition: i32, group: &str, read_committed: bool) -> Result<Self> {
+    /// Opens `url`'s `partition`, to be read up to `end` (`None`: the end offset now).
+    /// `read_committed` hides records of open and (on a broker that filters them) aborted
+    /// transactions; otherwise every record is read.
+    pub fn open(
+        url: &KafkaUrl,
+        partition: i32,
+        group: &str,
+        read_committed: bool,
+        end: Option<i64>,
+    ) -> Result<Self> {
         let consumer: BaseConsumer = client_config(&url.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -247,17 +250,11 @@ impl RecordReader {
             .set("enable.partition.eof", "true")
             .create()
             .map_err(|e| KafkaIoError::call(&url.brokers, "cannot create a consumer", e))?;
-        let (_, end) = watermarks(&consumer, url, partition)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&url.topic, partition, Offset::Beginning)
-            .expect("a fresh list takes offsets");
-        consumer.assign(&tpl).map_err(|e| {
-            KafkaIoError::call(
-                &url.brokers,
-                format!("assign {} partition {partition}", url.topic),
-                e,
-            )
-        })?;
+        let end = match end {
+            Some(e) => e,
+            None => watermarks(&consumer, url, partition)?.1,
+        };
+        assign(&consumer, url, partition, Offset::Beginning)?;
         Ok(Self {
             consumer,
             url: url.clone(),
@@ -266,9 +263,9 @@ impl RecordReader {
         })
     }
 
-    /// Calls `f` with every record up to the end offset; returns how many.
-    /// Fails if nothing arrives for 30 s before the end is reached (an open transaction holds
-    /// a `read_committed` reader back).
+    /// Calls `f` with every record below the end offset, once each (a record a broker serves
+    /// again is skipped); returns how many. Fails if nothing arrives for 30 s before the end
+    /// is reached (an open transaction holds a `read_committed` reader back).
     pub fn read_to_end(
         &mut self,
         f: &mut dyn FnMut(&rdkafka::message::BorrowedMessage<'_>),
@@ -278,6 +275,9 @@ impl RecordReader {
         let mut last_progress = Instant::now();
         while next < self.end {
             match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) if m.offset() < next => {}
+                // Past the end: everything below it has been seen.
+                Some(Ok(m)) if m.offset() >= self.end => next = self.end,
                 Some(Ok(m)) => {
                     next = m.offset() + 1;
                     f(&m);

@@ -339,7 +339,8 @@ pub fn read_markers(brokers: &str, job: &str) -> Result<Vec<CommitMarker>> {
     if super::connect(&url)?.is_none() {
         return Ok(Vec::new());
     }
-    let mut reader = super::reader::RecordReader::open(&url, 0, &format!("{job}-markers"), false)?;
+    let group = format!("{job}-markers");
+    let mut reader = super::reader::RecordReader::open(&url, 0, &group, false, None)?;
     let mut markers = Vec::new();
     reader.read_to_end(&mut |m| {
         if m.key() == Some(job.as_bytes()) {
