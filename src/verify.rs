@@ -24,10 +24,9 @@
 //! such readers (tansu 0.4), `--broker-filters-aborted=false` resolves the committed output from
 //! the records' `weir-epoch` / `weir-attempt` headers instead: a record is kept when its epoch is
 //! at most the job's last committed epoch (its progress offset) and its attempt is the one that
-//! committed that epoch, as the progress offset's metadata says or, on a broker that loses offset
-//! metadata (tansu 0.4 too), as the job's commit markers on `weir-commits` say (see
-//! [`weir_io::kafka::records`]). Nothing is ever committed: the check reads with its own
-//! throwaway group, `<group>-verify`.
+//! committed that epoch: the highest attempt among the job's commit markers on `weir-commits`
+//! for that epoch (see [`weir_io::kafka::records`]). Nothing is ever committed: the check reads
+//! with its own throwaway group, `<group>-verify`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
