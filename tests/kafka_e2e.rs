@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
@@ -61,7 +63,8 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     let mut args = p.run_args();
     args.retain(|a| *a != "-q");
     // Slow reads so a run lasts long enough to be killed many times; a pause in the commit
-    // window (checkpoint durable, transaction not yet committed) so that some kills land there.
+    // window (checkpoint durable, transaction not yet committed) so that kills can land there:
+    // every fourth kill is aimed at one, the others fall at seeded random moments.
     args.extend(["--test-read-delay", "60ms", "--test-commit-delay", "60ms"]);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let (mut killed, mut resumed, mut in_commit_window) = (0, 0, 0);
@@ -74,13 +77,31 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            // A run needs about a second to connect and commit its first epoch; kill anywhere
-            // from before that to a few epochs later.
-            std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 3000));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                let out = child.wait_with_output().unwrap();
-                let err = String::from_utf8_lossy(&out.stderr);
+            let err = if killed % 4 == 3 {
+                // Aimed: inside the run's first, second or third commit window.
+                match kill_in_commit_window(&mut child, 1 + (seed >> 40) % 3) {
+                    Ok(err) => Some(err),
+                    Err(err) => {
+                        let status = child.wait().unwrap();
+                        assert!(status.success(), "run {runs}: {err}");
+                        break; // it ended first: the input is consumed
+                    }
+                }
+            } else {
+                // A run needs about a second to connect and commit its first epoch; kill
+                // anywhere from before that to a few epochs later.
+                std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 3000));
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    let mut err = String::new();
+                    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                    Some(err)
+                } else {
+                    None
+                }
+            };
+            if let Some(err) = err {
                 killed += 1;
                 resumed += usize::from(err.contains("resuming from epoch"));
                 in_commit_window += usize::from(
@@ -127,6 +148,43 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
         let text = String::from_utf8_lossy(&naive.stdout);
         assert_eq!(naive.status.code(), Some(1), "{text}");
         assert!(text.contains("NOT CLEAN"), "{text}");
+    }
+}
+
+/// Reads the run's stderr until it says it entered its `nth` commit window (checkpoint durable,
+/// transaction not committed; the window lasts `--test-commit-delay`), then SIGKILLs it there.
+/// `Ok(stderr)` when killed; `Err(stderr)` when the run ended before that window.
+fn kill_in_commit_window(child: &mut std::process::Child, nth: u64) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut text, mut seen) = (String::new(), 0);
+    loop {
+        match rx.recv_timeout(COMMAND_LIMIT) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+                if line.contains("commit window") {
+                    seen += 1;
+                    if seen == nth {
+                        child.kill().unwrap(); // SIGKILL
+                        child.wait().unwrap();
+                        return Ok(text);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                child.kill().unwrap();
+                panic!("the run said nothing for {COMMAND_LIMIT:?}; killed:\n{text}");
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(text),
+        }
     }
 }
 

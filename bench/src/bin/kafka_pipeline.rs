@@ -8,7 +8,8 @@
 //!    first result becomes visible. Latency = that moment − the window's end (the arrival of its
 //!    last possible line).
 //!
-//! `kafka_pipeline [LINES] [ROUNDS]` (defaults 1000000, 3).
+//! `kafka_pipeline [LINES] [ROUNDS] [LIVE_SECS]` (defaults 1000000, 3, 60: LIVE_SECS of live
+//! lines per latency run, i.e. about LIVE_SECS / 5 - 1 windows measured).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let lines: u64 = args.next().map_or(1_000_000, |a| a.parse().expect("LINES"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("ROUNDS"));
+    let live = Duration::from_secs(args.next().map_or(60, |a| a.parse().expect("LIVE_SECS")));
     let broker = std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let tag = unique();
     let tmp = std::env::temp_dir().join(format!("weir-kafka-bench-{tag}"));
@@ -101,13 +103,13 @@ fn main() {
     );
 
     for interval in [Duration::from_secs(1), Duration::from_millis(200)] {
-        latency(&broker, &tmp, interval);
+        latency(&broker, &tmp, interval, live);
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// Live lines in, unbounded exactly-once run, window visibility out.
-fn latency(broker: &str, tmp: &std::path::Path, interval: Duration) {
+fn latency(broker: &str, tmp: &std::path::Path, interval: Duration, live: Duration) {
     let id = format!("bench-lat-{}", unique());
     let input = url(broker, &format!("{id}-in"));
     let output = url(broker, &format!("{id}-out"));
@@ -151,14 +153,14 @@ fn latency(broker: &str, tmp: &std::path::Path, interval: Duration) {
         })
     };
 
-    // Live lines: every 10 ms, 100 lines stamped now (10,000 lines/s) for 20 s.
+    // Live lines: every 10 ms, 100 lines stamped now (10,000 lines/s) for `live`.
     let producer: BaseProducer = client_config(&input.brokers)
         .set("linger.ms", "1")
         .create()
         .unwrap();
     let start = Instant::now();
     let mut seq = 0u64;
-    while start.elapsed() < Duration::from_secs(20) {
+    while start.elapsed() < live {
         let opts = GenOptions {
             lines: 100,
             clients: 1000,
