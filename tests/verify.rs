@@ -298,49 +298,45 @@ fn tampered_outputs_are_reported_by_kind() {
         let window = format!("({start})  client {client}");
         let bad = dir.path().join(format!("bad.{format}"));
 
-        // Drop a row: missing.
-        let mut l = lines.clone();
-        l.remove(victim);
-        write_lines(&bad, &l);
-        let t = assert_not_clean(&verify_cli(&log, &bad, &[]), (1, 0, 0, 0));
-        assert!(
-            t.contains(&format!("{window}  expected {count}, found none")),
-            "{format}: {t}"
-        );
-
-        // Duplicate a row (at the end): duplicated, found twice.
-        let mut l = lines.clone();
-        l.push(lines[victim].clone());
-        write_lines(&bad, &l);
-        let t = assert_not_clean(&verify_cli(&log, &bad, &[]), (0, 1, 0, 0));
-        assert!(
-            t.contains(&format!(
-                "{window}  expected {count}, found 2 times ({count}, {count})"
-            )),
-            "{format}: {t}"
-        );
-
-        // Change a count: wrong.
-        let mut l = lines.clone();
-        l[victim] = with_count(&lines[victim], count + 5);
-        write_lines(&bad, &l);
-        let t = assert_not_clean(&verify_cli(&log, &bad, &[]), (0, 0, 1, 0));
-        assert!(
-            t.contains(&format!("{window}  expected {count}, found {}", count + 5)),
-            "{format}: {t}"
-        );
-
-        // Add a row of a client the input does not have: unexpected.
-        let mut l = lines.clone();
-        l.push(with_client(&lines[victim], "203.0.113.250"));
-        write_lines(&bad, &l);
-        let t = assert_not_clean(&verify_cli(&log, &bad, &[]), (0, 0, 0, 1));
-        assert!(
-            t.contains(&format!(
-                "({start})  client 203.0.113.250  expected none, found {count}"
-            )),
-            "{format}: {t}"
-        );
+        // One tampering of each kind: what is done, the counts (missing, duplicated, wrong,
+        // unexpected) it must give, and the example line the report must show.
+        type Case = (Box<dyn Fn(&mut Vec<String>)>, (u64, u64, u64, u64), String);
+        let v = lines[victim].clone();
+        let cases: [Case; 4] = [
+            (
+                Box::new(move |l| drop(l.remove(victim))),
+                (1, 0, 0, 0),
+                format!("{window}  expected {count}, found none"),
+            ),
+            (
+                Box::new({
+                    let v = v.clone();
+                    move |l| l.push(v.clone())
+                }),
+                (0, 1, 0, 0),
+                format!("{window}  expected {count}, found 2 times ({count}, {count})"),
+            ),
+            (
+                Box::new({
+                    let v = v.clone();
+                    move |l| l[victim] = with_count(&v, count + 5)
+                }),
+                (0, 0, 1, 0),
+                format!("{window}  expected {count}, found {}", count + 5),
+            ),
+            (
+                Box::new(move |l| l.push(with_client(&v, "203.0.113.250"))),
+                (0, 0, 0, 1),
+                format!("({start})  client 203.0.113.250  expected none, found {count}"),
+            ),
+        ];
+        for (tamper, counts, example) in cases {
+            let mut l = lines.clone();
+            tamper(&mut l);
+            write_lines(&bad, &l);
+            let t = assert_not_clean(&verify_cli(&log, &bad, &[]), counts);
+            assert!(t.contains(&example), "{format}: {t}");
+        }
 
         // All four at once, on other rows.
         let mut l = lines.clone();
