@@ -90,7 +90,7 @@ cmd_install() {
   fi
   command -v cargo >/dev/null || die "cargo is needed to build tansu"
   mkdir -p "$CACHE"
-  say "building tansu $TANSU_VERSION from crates.io into $ROOT (about 20 min on 2 cores, once)"
+  say "building tansu $TANSU_VERSION from crates.io into $ROOT (15 to 20 min on 2 cores, once)"
   local t0=$SECONDS
   CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_TARGET_DIR="$BUILD_DIR" \
     cargo install tansu --version "$TANSU_VERSION" --locked --root "$ROOT"
