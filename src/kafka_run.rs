@@ -197,18 +197,13 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         }
     };
     ensure_topic(&cfg.to, cfg.output_partitions)?;
-    let progress_url = KafkaUrl {
-        brokers: cfg.to.brokers.clone(),
-        topic: PROGRESS_TOPIC.into(),
-    };
-    ensure_topic(&progress_url, 1)?;
-    ensure_topic(
-        &KafkaUrl {
+    for topic in [PROGRESS_TOPIC, COMMITS_TOPIC] {
+        let url = KafkaUrl {
             brokers: cfg.to.brokers.clone(),
-            topic: COMMITS_TOPIC.into(),
-        },
-        1,
-    )?;
+            topic: topic.into(),
+        };
+        ensure_topic(&url, 1)?;
+    }
 
     let mut store = CheckpointStore::open(&cfg.checkpoint_dir)?;
     let mut producer = JobProducer::open(ProducerOptions {
@@ -226,15 +221,19 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     };
     let (progress, committed_inputs) = producer.read_progress(&inputs)?;
     let mut summary = KafkaRunSummary::default();
-    if let Some(p) = progress.as_ref().filter(|p| p.finished) {
+    let finished = |epoch: u64| {
         say(&format!(
-            "the job finished at epoch {}: its output is committed; nothing to do",
-            p.epoch
+            "the job finished at epoch {epoch}: its output is committed; nothing to do"
         ));
-        summary.already_finished = true;
-        summary.resumed_from = p.epoch;
-        summary.elapsed = started_at.elapsed();
-        return Ok(summary);
+        KafkaRunSummary {
+            already_finished: true,
+            resumed_from: epoch,
+            elapsed: started_at.elapsed(),
+            ..KafkaRunSummary::default()
+        }
+    };
+    if let Some(p) = progress.as_ref().filter(|p| p.finished) {
+        return Ok(finished(p.epoch));
     }
 
     let format = match (&cfg.from, &file) {
@@ -253,13 +252,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     store.continue_after(committed)?;
     if restored.as_ref().is_some_and(|r| r.is_final) {
         // The broker does not keep offset metadata (tansu): the final local checkpoint says it.
-        say(&format!(
-            "the job finished at epoch {committed}: its output is committed; nothing to do"
-        ));
-        summary.already_finished = true;
-        summary.resumed_from = committed;
-        summary.elapsed = started_at.elapsed();
-        return Ok(summary);
+        return Ok(finished(committed));
     }
     let positions: Vec<PartitionPosition> = match &restored {
         Some(r) => {

@@ -406,12 +406,7 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
                 fresh: a.fresh,
                 keep: a.keep_checkpoints,
             };
-            let say = |m: &str| {
-                if !quiet {
-                    eprintln!("weir: {m}");
-                }
-            };
-            match replay_checkpointed(&cfg, &ck, &say) {
+            match replay_checkpointed(&cfg, &ck, &say_unless(quiet)) {
                 Ok((s, c)) => (Ok(s), Some(c)),
                 Err(e) => (Err(e), None),
             }
@@ -466,17 +461,7 @@ fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
     cfg.commit_delay = a.test_commit_delay.unwrap_or_default();
     cfg.read_delay = a.test_read_delay.unwrap_or_default();
     cfg.finish_stagger = a.test_finish_stagger.unwrap_or_default();
-    let quiet = a.job.quiet;
-    let say = |m: &str| {
-        if !quiet {
-            eprintln!("weir: {m}");
-        }
-    };
-    let s = kafka_run::run(&cfg, &say)?;
-    if !quiet {
-        print_kafka_summary(&s, false);
-    }
-    Ok(())
+    run_kafka_job(&cfg, a.job.quiet, false)
 }
 
 /// `weir replay FILE --to kafka://…`: the file as the one input of an exactly-once Kafka job.
@@ -498,17 +483,26 @@ fn replay_to_kafka(a: ReplayArgs, to: KafkaUrl) -> Result<(), weir::Error> {
     cfg.interval = a.checkpoint_interval;
     cfg.keep = a.keep_checkpoints.max(1);
     cfg.stop_at_end = true;
-    let quiet = a.job.quiet;
-    let say = |m: &str| {
+    run_kafka_job(&cfg, a.job.quiet, true)
+}
+
+/// Runs a Kafka-output job, with progress messages and a summary unless `quiet`; `file`: the
+/// input is a file (its summary speaks of lines, not partitions).
+fn run_kafka_job(cfg: &KafkaRunConfig, quiet: bool, file: bool) -> Result<(), weir::Error> {
+    let s = kafka_run::run(cfg, &say_unless(quiet))?;
+    if !quiet {
+        print_kafka_summary(&s, file);
+    }
+    Ok(())
+}
+
+/// Progress messages on stderr, `weir: …`, unless `quiet`.
+fn say_unless(quiet: bool) -> impl Fn(&str) + Sync {
+    move |m: &str| {
         if !quiet {
             eprintln!("weir: {m}");
         }
-    };
-    let s = kafka_run::run(&cfg, &say)?;
-    if !quiet {
-        print_kafka_summary(&s, true);
     }
-    Ok(())
 }
 
 fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {

@@ -318,7 +318,7 @@ impl<S: Storage> CheckpointDir<S> {
         let workers = manifest.job.parallelism;
         // No state at all is a checkpoint of an ended job (its final one): nothing to restore
         // into workers, only positions and the sink's record. Otherwise every worker has one.
-        if !states.is_empty() && states.len() != workers
+        if (!states.is_empty() && states.len() != workers)
             || states.keys().next_back().is_some_and(|&w| w >= workers)
         {
             let what = format!(

@@ -4,10 +4,9 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{ensure_topic, KafkaIoError, KafkaUrl};
+use super::{ensure_topic, send_waiting, KafkaIoError, KafkaUrl};
 
 /// Lines sent to one partition before moving to the next.
 const RUN: u64 = 1000;
@@ -16,7 +15,7 @@ const RUN: u64 = 1000;
 /// missing; an existing topic keeps its count) with an idempotent producer; returns the lines
 /// sent. `read_error` names the input in an I/O error.
 pub fn load_lines(
-    lines: impl BufRead,
+    mut lines: impl BufRead,
     url: &KafkaUrl,
     partitions: usize,
     read_error: &dyn Fn(std::io::Error) -> crate::Error,
@@ -31,33 +30,26 @@ pub fn load_lines(
         .create()
         .map_err(|e| KafkaIoError::call(&url.brokers, "cannot create a producer", e))?;
     let mut sent = 0u64;
-    for line in lines.split(b'\n') {
-        let line = line.map_err(|e| LoadError::Read(read_error(e)))?;
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        if line.is_empty() {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if lines
+            .read_until(b'\n', &mut line)
+            .map_err(|e| LoadError::Read(read_error(e)))?
+            == 0
+        {
+            break;
+        }
+        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        if l.is_empty() {
             continue;
         }
         let partition = ((sent / RUN) % partitions) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to(&url.topic)
-            .payload(line)
+        let record = BaseRecord::<(), [u8]>::to(&url.topic)
+            .payload(l)
             .partition(partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    return Err(KafkaIoError::call(
-                        &url.brokers,
-                        format!("produce to {}", url.topic),
-                        e,
-                    )
-                    .into())
-                }
-            }
-        }
+        send_waiting(&producer, record, &url.brokers)?;
         sent += 1;
         if sent.is_multiple_of(10_000) {
             producer.poll(Duration::ZERO);

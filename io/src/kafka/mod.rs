@@ -29,6 +29,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseProducer, BaseRecord};
 
 /// How long a first contact with a broker may take before weir gives up with an error.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -176,6 +178,34 @@ pub fn client_config(brokers: &str) -> ClientConfig {
         .set("reconnect.backoff.max.ms", "1000")
         .set("log_level", "3");
     c
+}
+
+/// Sends `record`, serving delivery reports while the producer's queue is full.
+pub fn send_waiting<K, P>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, P>,
+    brokers: &str,
+) -> Result<()>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, r)) => {
+                return Err(KafkaIoError::call(
+                    brokers,
+                    format!("produce to {}", r.topic),
+                    e,
+                ))
+            }
+        }
+    }
 }
 
 /// Checks that the broker answers and returns the partition count of `topic` (`None` if the

@@ -25,7 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::records::{
     CommitMarker, Progress, ATTEMPT_HEADER, COMMITS_TOPIC, EPOCH_HEADER, PROGRESS_TOPIC,
 };
-use super::{client_config, KafkaIoError, Result};
+use super::{client_config, send_waiting, KafkaIoError, Result};
 
 /// Time allowed for a transactional call (init, commit, abort) before the run fails.
 pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,37 +143,21 @@ impl JobProducer {
         epoch: u64,
         attempt: u64,
     ) -> Result<()> {
-        let epoch = itoa::Buffer::new().format(epoch).to_owned();
-        let attempt = itoa::Buffer::new().format(attempt).to_owned();
+        let (mut e, mut a) = (itoa::Buffer::new(), itoa::Buffer::new());
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: EPOCH_HEADER,
-                value: Some(epoch.as_bytes()),
+                value: Some(e.format(epoch)),
             })
             .insert(Header {
                 key: ATTEMPT_HEADER,
-                value: Some(attempt.as_bytes()),
+                value: Some(a.format(attempt)),
             });
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(key)
             .payload(value)
             .headers(headers);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    return Err(KafkaIoError::call(
-                        &self.opts.brokers,
-                        format!("produce to {topic}"),
-                        e,
-                    ))
-                }
-            }
-        }
+        send_waiting(&self.producer, record, &self.opts.brokers)
     }
 
     /// Serves delivery reports; call now and then between sends.
