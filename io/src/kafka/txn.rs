@@ -179,9 +179,7 @@ impl JobProducer {
             .key(&self.opts.group)
             .payload(&value)
             .partition(0);
-        self.producer.send(record).map_err(|(e, _)| {
-            KafkaIoError::call(&self.opts.brokers, format!("produce to {COMMITS_TOPIC}"), e)
-        })?;
+        send_waiting(&self.producer, record, &self.opts.brokers)?;
         let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
         let meta = serde_json::to_string(progress).expect("serialisable");
         tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))
