@@ -344,6 +344,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         group: cfg.group.clone(),
         commit_delay: cfg.commit_delay,
         records: records.clone(),
+        open_records: 0,
         key: Vec::new(),
         value: Vec::new(),
     });
@@ -364,6 +365,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         readers: partitions,
         stop: cfg.stop.as_deref(),
         finish_stagger: cfg.finish_stagger,
+        say,
     };
     let (read, coordinated) = std::thread::scope(|s| {
         let mut handles = Vec::new();
@@ -444,7 +446,14 @@ struct Shared<'a> {
     stop: Option<&'a AtomicBool>,
     /// See [`KafkaRunConfig::finish_stagger`].
     finish_stagger: Duration,
+    /// Progress messages.
+    say: &'a (dyn Fn(&str) + Sync),
 }
+
+/// How long a reader of a bounded run may get nothing while short of its end before it says so
+/// (and again after as long): a broker that stopped serving a partition is otherwise invisible,
+/// as checkpoints go on.
+const QUIET_WARNING: Duration = Duration::from_secs(30);
 
 /// The checkpoint to restore for the Kafka progress `progress`, checked against the local
 /// folder: `None` for a fresh start.
@@ -622,6 +631,7 @@ fn read_partition(
     let mut batches: Vec<RecordBatch> = Vec::new();
     let mut reached_end = false;
     let mut finish_at: Option<Instant> = None;
+    let mut last_record = Instant::now();
     let position = |input: &Input, reader: &Reader| PartitionPosition {
         partition,
         offset: reader.position(),
@@ -674,6 +684,14 @@ fn read_partition(
         }
         if run.lines > 0 {
             parser.parse(&buf, run.first as u64, &mut |b| batches.push(b))?;
+            last_record = Instant::now();
+        } else if let Some(e) = end.filter(|_| last_record.elapsed() >= QUIET_WARNING) {
+            (shared.say)(&format!(
+                "partition {partition}: nothing read for {} s at offset {}, short of its end {e}",
+                QUIET_WARNING.as_secs(),
+                reader.position()
+            ));
+            last_record = Instant::now();
         }
         if run.caught_up || run.lines == 0 {
             // Nothing more for now: do not keep rows in the parser while the partition is quiet.
@@ -877,6 +895,8 @@ struct KafkaSink {
     group: String,
     commit_delay: Duration,
     records: std::sync::Arc<AtomicU64>,
+    /// Records in the open transaction.
+    open_records: u64,
     key: Vec<u8>,
     value: Vec<u8>,
 }
@@ -891,7 +911,10 @@ impl KafkaSink {
             return Err(format!("checkpoint {} handed to the commit of {epoch}", c.epoch).into());
         }
         if !self.commit_delay.is_zero() {
-            eprintln!("weir: commit window of epoch {epoch}");
+            eprintln!(
+                "weir: commit window of epoch {epoch} ({} records in the transaction)",
+                self.open_records
+            );
             std::thread::sleep(self.commit_delay);
         }
         let marker = CommitMarker {
@@ -937,6 +960,7 @@ impl ResultSink for KafkaSink {
         }
         self.records
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.open_records += batch.num_rows() as u64;
         self.producer.poll();
         Ok(())
     }
@@ -945,6 +969,7 @@ impl ResultSink for KafkaSink {
         let _ = self.events.send(SinkEvent::Ready(epoch));
         self.commit(epoch)?;
         self.epoch = epoch + 1;
+        self.open_records = 0;
         self.producer.begin()?;
         Ok(())
     }

@@ -53,6 +53,65 @@ fn a_bounded_run_ends_while_barriers_are_requested() {
     p.check("staggered end");
 }
 
+/// A job resumes each partition at the offset its checkpoint holds, which is usually inside a
+/// record batch. 3,000 records sent within one linger go to the broker as one batch (or a few);
+/// a reader positioned anywhere in them, including inside the last batch, must read exactly
+/// the records from there to the end. (tansu 0.4 serves fetches only from batch starts, and a
+/// reader positioned inside the last batch used to wait forever: a resumed bounded run never
+/// ended.)
+#[test]
+fn a_reader_positioned_inside_a_record_batch_reads_on_to_the_end() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use weir_io::kafka::reader::PartitionReader;
+
+    const N: i64 = 3000;
+    let topic = unique("batch");
+    let url: weir_io::kafka::KafkaUrl = self::url(&topic).parse().unwrap();
+    weir_io::kafka::ensure_topic(&url, 1).unwrap();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("linger.ms", "1000")
+        .create()
+        .unwrap();
+    for i in 0..N {
+        let line = format!("line {i}");
+        producer
+            .send(BaseRecord::<(), _>::to(&topic).payload(&line).partition(0))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    for start in [0, 1, N / 2, N - 2, N - 1] {
+        let mut reader = PartitionReader::open(&url, 0, Some(start), "batch-test").unwrap();
+        assert_eq!(reader.end_offset().unwrap(), N);
+        let (mut buf, mut lines) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reader.position() < N {
+            assert!(
+                Instant::now() < deadline,
+                "from offset {start}: still at offset {} of {N} after 30 s",
+                reader.position()
+            );
+            buf.clear();
+            let run = reader
+                .read(&mut buf, 1 << 16, Duration::from_millis(50))
+                .unwrap();
+            for (i, line) in buf
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .enumerate()
+            {
+                lines.push((
+                    run.first + i as i64,
+                    String::from_utf8_lossy(line).into_owned(),
+                ));
+            }
+        }
+        let want: Vec<(i64, String)> = (start..N).map(|i| (i, format!("line {i}"))).collect();
+        assert_eq!(lines, want, "from offset {start}");
+    }
+}
+
 #[test]
 fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     let kills: usize = std::env::var("WEIR_CRASH_KILLS")
@@ -78,7 +137,8 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let err = if killed % 4 == 3 {
-                // Aimed: inside the run's first, second or third commit window.
+                // Aimed: inside the first, second or third commit window of a transaction
+                // with records (so there are aborted records to see).
                 match kill_in_commit_window(&mut child, 1 + (seed >> 40) % 3) {
                     Ok(err) => Some(err),
                     Err(err) => {
@@ -152,7 +212,8 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
 }
 
 /// Reads the run's stderr until it says it entered its `nth` commit window (checkpoint durable,
-/// transaction not committed; the window lasts `--test-commit-delay`), then SIGKILLs it there.
+/// transaction not committed; the window lasts `--test-commit-delay`) of a transaction that holds
+/// records, then SIGKILLs it there: those records are left in an aborted transaction.
 /// `Ok(stderr)` when killed; `Err(stderr)` when the run ended before that window.
 fn kill_in_commit_window(child: &mut std::process::Child, nth: u64) -> Result<String, String> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -170,7 +231,7 @@ fn kill_in_commit_window(child: &mut std::process::Child, nth: u64) -> Result<St
             Ok(line) => {
                 text.push_str(&line);
                 text.push('\n');
-                if line.contains("commit window") {
+                if line.contains("commit window") && !line.contains("(0 records") {
                     seen += 1;
                     if seen == nth {
                         child.kill().unwrap(); // SIGKILL

@@ -23,9 +23,16 @@ pub struct PartitionReader {
     partition: i32,
     next: i64,
     held: Option<(i64, Vec<u8>)>,
-    /// Whether the first record after positioning has been checked (see [`PartitionReader::read`]).
-    start_checked: bool,
+    /// Since when the reader waits for the broker's first answer (a record or the end of the
+    /// partition) after positioning; `None` once it came (see [`PartitionReader::read`]).
+    unchecked_since: Option<Instant>,
 }
+
+/// How long a reader positioned at an offset waits for a first record or the end of the
+/// partition before it concludes the broker cannot serve from inside a record batch and reads
+/// from the start of the partition instead. A broker that can answers within
+/// `fetch.wait.max.ms` (50 ms).
+const START_WAIT: Duration = Duration::from_secs(2);
 
 /// What one [`PartitionReader::read`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +75,7 @@ impl PartitionReader {
             partition,
             next,
             held: None,
-            start_checked: false,
+            unchecked_since: Some(Instant::now()),
         })
     }
 
@@ -90,12 +97,15 @@ impl PartitionReader {
     /// Appends the next run of consecutive messages to `buf` as lines, until `max_bytes` are in
     /// `buf`, a gap in offsets, the end of what is available, or `timeout`.
     ///
-    /// Two defences against brokers that serve fetches by whole record batches (tansu 0.4): a
-    /// record below the next expected offset (a batch served again) is dropped, and if the first
-    /// record after positioning is beyond the requested offset (the broker skipped to the next
-    /// batch instead of serving the one the offset is in), the reader goes back to the start of
-    /// the partition and skips forward to the requested offset. On Kafka, where a gap at the start
-    /// can only be a transaction marker or compaction, that costs one re-read and changes nothing.
+    /// Defences against brokers that serve fetches only from the start of a record batch
+    /// (tansu 0.4 answers a fetch at an offset inside a batch with the batches that start after
+    /// it): a record below the next expected offset (a batch served again) is dropped; and if
+    /// after positioning the first record is beyond the requested offset (the broker skipped to
+    /// the next batch), or neither a record nor the end of the partition comes within
+    /// [`START_WAIT`] (the offset is inside the last batch, so nothing starts after it), the
+    /// reader goes back to the start of the partition and skips forward to the requested offset.
+    /// On Kafka, where a gap at the start can only be a transaction marker or compaction, that
+    /// costs one re-read and changes nothing.
     pub fn read(&mut self, buf: &mut Vec<u8>, max_bytes: usize, timeout: Duration) -> Result<Run> {
         let mut run = Run {
             first: self.position(),
@@ -115,6 +125,13 @@ impl PartitionReader {
                 .consumer
                 .poll(if run.lines > 0 { Duration::ZERO } else { wait })
             else {
+                if self
+                    .unchecked_since
+                    .is_some_and(|t| t.elapsed() >= START_WAIT)
+                {
+                    self.unchecked_since = None;
+                    self.rewind()?;
+                }
                 if run.lines > 0 || Instant::now() >= deadline {
                     break;
                 }
@@ -127,13 +144,11 @@ impl PartitionReader {
                     if offset < self.next {
                         continue; // served again, or below the requested start
                     }
-                    if !self.start_checked {
-                        self.start_checked = true;
-                        if offset > self.next {
-                            drop(m);
-                            self.rewind()?;
-                            continue;
-                        }
+                    // The first answer after positioning: is it at the requested offset?
+                    if self.unchecked_since.take().is_some() && offset > self.next {
+                        drop(m);
+                        self.rewind()?;
+                        continue;
                     }
                     if run.lines > 0 && offset != self.next {
                         // A gap: this message starts the next run.
@@ -148,6 +163,7 @@ impl PartitionReader {
                     self.next = offset + 1;
                 }
                 Err(KafkaError::PartitionEOF(_)) => {
+                    self.unchecked_since = None;
                     if let Some(pos) = self.consumer_position() {
                         self.next = self.next.max(pos);
                     }
