@@ -4,9 +4,9 @@
 //! while `weir run` is reading and committing (sockets stay open, no request is answered, as
 //! with a broker that hangs or a network partition), then resumed with SIGCONT. The run rides
 //! it out or fails with an error; either way it is restarted until it completes, and the
-//! committed output must equal the reference. A *restart* of the broker cannot be tested here:
-//! the development broker (tansu 0.4.9) keeps everything in memory, so a restarted broker is an
-//! empty one. Own test binary, so the frozen broker does not stall the other Kafka tests.
+//! committed output must equal the reference. (A restart of the broker is in
+//! tests/kafka_broker_restart.rs.) Own test binary, so the frozen broker does not stall the other
+//! Kafka tests.
 
 mod common;
 
