@@ -11,10 +11,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kafka::*;
-use common::*;
 
 fn broker_pid() -> Option<i32> {
     if std::env::var("WEIR_KAFKA").is_ok() {
@@ -53,36 +52,9 @@ fn a_broker_outage_mid_run_neither_loses_nor_doubles() {
         return;
     };
     let p = Pipeline::new("outage", "40000", "9", "3");
-    let mut args = p.run_args();
-    args.extend(["--test-read-delay", "40ms"]);
-    let mut child = spawn(&args);
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended before the outage"
-    );
-    {
+    p.survive("outage", || {
         signal(pid, "-STOP");
         let _thaw = Thaw(pid);
         std::thread::sleep(Duration::from_secs(5));
-    }
-    let started = Instant::now();
-    let mut res = wait_at_most(child, COMMAND_LIMIT, "the run through the outage");
-    let mut runs = 1;
-    while !res.status.success() {
-        // The outage outlasted a transactional call: the run stopped with an error; restarting
-        // recovers from the last commit.
-        eprintln!(
-            "run {runs} failed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
-        runs += 1;
-        assert!(runs <= 5, "no successful run after the outage");
-        res = output(weir().args(&args), &format!("run {runs}"));
-    }
-    eprintln!(
-        "completed {:.1} s after the outage in {runs} run(s)",
-        started.elapsed().as_secs_f64()
-    );
-    p.check("after a broker outage");
+    });
 }

@@ -294,6 +294,40 @@ impl Pipeline {
         report
     }
 
+    /// Runs the job with slowed reads and calls `disrupt` (`what` names it) 2.5 s in, while the
+    /// run is reading and committing. The run rides it out or stops with an error; then it is
+    /// run again, from its last commit, until it completes (five runs at most). Then `check`.
+    pub fn survive(&self, what: &str, disrupt: impl FnOnce()) {
+        let mut args = self.run_args();
+        args.retain(|a| *a != "-q");
+        args.extend(["--test-read-delay", "40ms"]);
+        let mut child = spawn(&args);
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the {what}"
+        );
+        disrupt();
+        let started = Instant::now();
+        let mut res = wait_at_most(child, COMMAND_LIMIT, &format!("the run through the {what}"));
+        let mut runs = 1;
+        while !res.status.success() {
+            eprintln!(
+                "run {runs} failed: {}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+            runs += 1;
+            assert!(runs <= 5, "no successful run after the {what}");
+            res = output(weir().args(&args), &format!("run {runs}"));
+        }
+        eprintln!(
+            "completed {:.1} s after the {what} in {runs} run(s): {}",
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        self.check(&format!("after a broker {what}"));
+    }
+
     /// `weir verify --input A --output B --group G`, resolving aborted records from the
     /// records' headers when `resolve_aborted` (tansu).
     pub fn verify(&self, resolve_aborted: bool) -> Output {
