@@ -19,6 +19,9 @@ pub enum Error {
     /// A Kafka broker refused, failed or could not be reached; the message names the address.
     #[error(transparent)]
     Kafka(#[from] weir_io::kafka::KafkaIoError),
+    /// This part of a run stopped because another part failed, whose error says why.
+    #[error("stopped: {0}")]
+    Stopped(&'static str),
     /// A network address could not be used.
     #[error("{addr}: {what}: {source}")]
     Net {
@@ -41,6 +44,30 @@ impl Error {
             Error::Engine(weir_engine::EngineError::Plan(_)) => 2,
             _ => 1,
         }
+    }
+
+    /// The first of `errors` that does not only echo another's failure, or else the first.
+    pub(crate) fn most_telling(errors: impl IntoIterator<Item = Error>) -> Option<Error> {
+        let mut best: Option<Error> = None;
+        for e in errors {
+            if best.as_ref().is_none_or(|b| b.is_echo() && !e.is_echo()) {
+                best = Some(e);
+            }
+        }
+        best
+    }
+
+    /// Whether this error only echoes another part's failure: a part stopped because another
+    /// failed, or the engine saw an input dropped or was closed under its feeder.
+    fn is_echo(&self) -> bool {
+        matches!(
+            self,
+            Error::Stopped(_)
+                | Error::Engine(
+                    weir_engine::EngineError::InputDropped { .. }
+                        | weir_engine::EngineError::Closed
+                )
+        )
     }
 
     pub(crate) fn usage(msg: impl Into<String>) -> Self {

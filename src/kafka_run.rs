@@ -398,9 +398,9 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             .collect();
         (read, coordinated)
     });
-    let joined = job.join();
+    let joined = job.join().map_err(Error::from);
     let mut parse = ParseStats::default();
-    let mut first_err = None;
+    let mut reader_err = None;
     for r in read {
         match r {
             Ok((p, stats)) => {
@@ -413,18 +413,18 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
                 parse.malformed += stats.malformed;
                 parse.examples.extend(stats.examples);
             }
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+            Err(e) => reader_err = Error::most_telling(reader_err.into_iter().chain([e])),
         }
     }
-    // The most telling error first: the job's (a sink failure), then the coordinator's, then a
-    // reader's (often only "the job stopped").
-    let job_stats = joined?;
-    summary.commits = coordinated?;
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    let (job_stats, commits) = match (joined, coordinated, reader_err) {
+        (Ok(j), Ok(c), None) => (j, c),
+        // The job's error first (a sink failure), then the coordinator's, then a reader's.
+        (j, c, r) => {
+            let errors = [j.err(), c.err(), r].into_iter().flatten();
+            return Err(Error::most_telling(errors).expect("one of them failed"));
+        }
+    };
+    summary.commits = commits;
     summary.parse = parse;
     summary.job = job_stats;
     summary.records = records.load(Ordering::Relaxed);
@@ -490,10 +490,12 @@ fn restore_point(
     let r = match found.checkpoint {
         Some(r) if r.epoch == p.epoch => r,
         other => {
+            // tansu returns no offset metadata, so no job name.
+            let job = if p.job.is_empty() { "this job" } else { &p.job };
             let mut msg = format!(
-                "the broker committed epoch {} of job {} but {} has no valid checkpoint {} ({})",
+                "the broker committed epoch {} of {job} but {} has no valid checkpoint {} ({}): \
+                 the job's checkpoints are in another folder, or were lost",
                 p.epoch,
-                p.job,
                 dir.display(),
                 store.folder(p.epoch).display(),
                 match other {
@@ -640,9 +642,7 @@ fn read_partition(
     };
     loop {
         if shared.failed.load(Ordering::Relaxed) {
-            return Err(Error::Engine(weir_engine::EngineError::Internal(
-                "stopped: another part of the run failed".into(),
-            )));
+            return Err(Error::Stopped("another part of the run failed"));
         }
         let want = shared.requested.load(Ordering::Acquire);
         if want > injected {
@@ -875,9 +875,7 @@ fn commit_and_wait(
 }
 
 fn stopped() -> Error {
-    Error::Engine(weir_engine::EngineError::Internal(
-        "the run stopped: the job or its sink failed".into(),
-    ))
+    Error::Stopped("the job or its sink failed")
 }
 
 /// The job's sink: result rows as records of the open transaction; at each checkpoint, the

@@ -112,6 +112,65 @@ fn a_reader_positioned_inside_a_record_batch_reads_on_to_the_end() {
     }
 }
 
+/// A second run with the job's transactional id takes it over (as when a run thought dead on
+/// another machine comes back): its `init_transactions` fences the first run, then it refuses to
+/// go on, having no checkpoint of the job in its own folder. The fenced run must stop with an
+/// error that says so, and running it again from its folder must complete the job with nothing
+/// lost or doubled.
+#[test]
+fn a_fenced_run_stops_and_the_output_stays_exactly_once() {
+    let p = Pipeline::new("fence", "60000", "11", "3");
+    let mut args = p.run_args();
+    args.retain(|a| *a != "-q");
+    args.extend(["--test-read-delay", "40ms"]);
+    let mut first = spawn(&args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed_epoch(&p.group).is_none() {
+        assert!(Instant::now() < deadline, "no commit within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the run ended before the takeover"
+    );
+
+    let other = tempdir();
+    let mut second = args.clone();
+    let dir = second
+        .iter()
+        .position(|a| *a == "--checkpoint-dir")
+        .unwrap();
+    second[dir + 1] = other.path().to_str().unwrap();
+    let usurper = output(weir().args(&second), "the second run");
+    let said = String::from_utf8_lossy(&usurper.stderr);
+    assert_eq!(usurper.status.code(), Some(2), "{said}");
+    assert!(said.contains("checkpoints are in another folder"), "{said}");
+
+    let fenced = wait_at_most(first, Duration::from_secs(120), "the fenced run");
+    let said = String::from_utf8_lossy(&fenced.stderr);
+    assert!(!fenced.status.success(), "the fenced run went on: {said}");
+    assert!(
+        said.contains("fenced") && said.contains(&format!("{:?}", p.group)),
+        "the fenced run did not say it was fenced, naming the transactional id: {said}"
+    );
+    eprintln!(
+        "the fenced run said: {}",
+        said.trim_end().lines().last().unwrap()
+    );
+
+    let res = wait_at_most(
+        spawn(&p.run_args()),
+        COMMAND_LIMIT,
+        "the run after the takeover",
+    );
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    p.check("after a takeover");
+}
+
 #[test]
 fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     let kills: usize = std::env::var("WEIR_CRASH_KILLS")

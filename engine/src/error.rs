@@ -28,6 +28,17 @@ pub enum EngineError {
         /// The panic payload, if it was a string.
         message: String,
     },
+    /// An input was dropped without `finish()`: whatever fed it stopped, and its own error
+    /// says why; the run is incomplete.
+    #[error(
+        "input {input} of worker {worker} was dropped without finish(); the run is incomplete"
+    )]
+    InputDropped {
+        /// The input's index.
+        input: usize,
+        /// The worker's index.
+        worker: usize,
+    },
     /// The job was stopped (a worker failed or the job was dropped) while data was still pushed.
     #[error("the job has stopped and accepts no more input")]
     Closed,

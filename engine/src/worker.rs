@@ -138,10 +138,10 @@ impl Worker {
                     wm.end(i);
                 }
                 None => {
-                    return Err(EngineError::Execution(format!(
-                        "input {i} of worker {index} was dropped without finish(); \
-                         the run is incomplete"
-                    )))
+                    return Err(EngineError::InputDropped {
+                        input: i,
+                        worker: index,
+                    })
                 }
             }
             run.advance(wm.current(now))?;

@@ -53,17 +53,8 @@ pub fn consumer(group: &str) -> BaseConsumer {
 /// markers for that epoch (attempts run one after another, and none writes an epoch that an
 /// earlier attempt committed).
 pub fn committed_attempts(group: &str) -> (BTreeMap<u64, u64>, u64) {
-    let c = consumer(group);
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition("weir-progress", 0);
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    let e = got.find_partition("weir-progress", 0).expect("progress");
-    let Offset::Offset(last) = e.offset() else {
-        panic!("group {group} committed no progress");
-    };
-    let last = last as u64;
+    let last =
+        committed_epoch(group).unwrap_or_else(|| panic!("group {group} committed no progress"));
     let mut by_epoch = BTreeMap::new();
     read_partition("weir-commits", 0, false, &mut |m| {
         if m.key() != Some(group.as_bytes()) {
@@ -82,6 +73,23 @@ pub fn committed_attempts(group: &str) -> (BTreeMap<u64, u64>, u64) {
         "a commit marker for every committed epoch"
     );
     (by_epoch, last)
+}
+
+/// The last epoch the job of `group` committed (its progress offset), if any.
+pub fn committed_epoch(group: &str) -> Option<u64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("weir-progress", 0);
+    let got = consumer(group)
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    match got
+        .find_partition("weir-progress", 0)
+        .expect("progress")
+        .offset()
+    {
+        Offset::Offset(last) => Some(last as u64),
+        _ => None,
+    }
 }
 
 /// Calls `f` with every record of `topic`'s `partition` up to its current end.

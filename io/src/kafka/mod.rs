@@ -64,16 +64,15 @@ pub enum KafkaIoError {
     /// Another producer with the same transactional id took over.
     #[error(
         "Kafka broker {addr}: this producer was fenced: another process started with the \
-             transactional id {id:?} and now owns the job's output; this one stops ({source})"
+             transactional id {id:?} and now owns the job's output; this one stops ({reason})"
     )]
     Fenced {
         /// `HOST:PORT`.
         addr: String,
         /// The transactional id.
         id: String,
-        /// librdkafka's error.
-        #[source]
-        source: Box<KafkaError>,
+        /// librdkafka's words.
+        reason: String,
     },
     /// Any other failed call.
     #[error("Kafka broker {addr}: {what}: {source}")]

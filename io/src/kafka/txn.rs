@@ -157,7 +157,20 @@ impl JobProducer {
             .key(key)
             .payload(value)
             .headers(headers);
-        send_waiting(&self.producer, record, &self.opts.brokers)
+        send_waiting(&self.producer, record, &self.opts.brokers).map_err(|e| self.fatal(e))
+    }
+
+    /// `e`, or what made the producer fail for good if it did: a send fails with a bare
+    /// "fatal error" when the producer was fenced since the last transactional call.
+    fn fatal(&self, e: KafkaIoError) -> KafkaIoError {
+        match self.producer.client().fatal_error() {
+            Some((code, reason)) if is_fenced(code) => fenced(&self.opts, reason),
+            Some((_, reason)) => KafkaIoError::Protocol {
+                addr: self.opts.brokers.clone(),
+                what: format!("{e}; the producer failed for good: {reason}"),
+            },
+            None => e,
+        }
     }
 
     /// Serves delivery reports; call now and then between sends.
@@ -179,7 +192,7 @@ impl JobProducer {
             .key(&self.opts.group)
             .payload(&value)
             .partition(0);
-        send_waiting(&self.producer, record, &self.opts.brokers)?;
+        send_waiting(&self.producer, record, &self.opts.brokers).map_err(|e| self.fatal(e))?;
         let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
         let meta = serde_json::to_string(progress).expect("serialisable");
         tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))
@@ -337,17 +350,40 @@ pub fn read_markers(brokers: &str, job: &str) -> Result<Vec<CommitMarker>> {
     Ok(markers)
 }
 
+/// Whether `code` says another producer took the transactional id.
+fn is_fenced(code: RDKafkaErrorCode) -> bool {
+    // librdkafka's transactional calls report both broker codes as its own `__FENCED`.
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
+}
+
+fn fenced(opts: &ProducerOptions, reason: String) -> KafkaIoError {
+    KafkaIoError::Fenced {
+        addr: opts.brokers.clone(),
+        id: opts.transactional_id.clone(),
+        reason,
+    }
+}
+
 fn txn_error(opts: &ProducerOptions, what: &str, e: KafkaError) -> KafkaIoError {
-    let fenced = matches!(
-        e.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-    );
-    if fenced {
-        KafkaIoError::Fenced {
-            addr: opts.brokers.clone(),
-            id: opts.transactional_id.clone(),
-            source: Box::new(e),
-        }
+    if e.rdkafka_error_code().is_some_and(is_fenced) {
+        fenced(opts, e.to_string())
+    } else if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut) {
+        KafkaIoError::call(
+            &opts.brokers,
+            format!(
+                "{what} (transactional id {:?}) got no answer within {} s: the broker is down \
+                 or overloaded, or another run with this transactional id fenced this one (tansu \
+                 does not answer a fenced producer's commit)",
+                opts.transactional_id,
+                TXN_CALL_TIMEOUT.as_secs()
+            ),
+            e,
+        )
     } else {
         KafkaIoError::call(
             &opts.brokers,
