@@ -557,12 +557,11 @@ impl RunningJob {
         for input in std::mem::take(&mut self.inputs) {
             let _ = input.finish();
         }
-        // Errors by how much they explain: a panic, then a worker's own error, then the
-        // collector's (a failing sink), then a dropped input (whoever fed it failed), and last
-        // `Closed`, which only echoes one of those.
+        // Errors by how much they explain: a panic, then a worker's own error (a dropped input
+        // among them), then the collector's (a failing sink), and last `Closed`, which only
+        // echoes one of those.
         let rank = |e: &EngineError| match e {
             EngineError::WorkerPanicked { .. } => 0,
-            EngineError::InputDropped { .. } => 2,
             EngineError::Closed => 3,
             _ => 1,
         };
