@@ -39,6 +39,13 @@ pub enum EngineError {
         /// The worker's index.
         worker: usize,
     },
+    /// The result collector saw a partition worker stop before the end of its input: the
+    /// worker's own error says why.
+    #[error("partition worker {worker} stopped before the end of its input")]
+    WorkerStopped {
+        /// The worker's index.
+        worker: usize,
+    },
     /// The job was stopped (a worker failed or the job was dropped) while data was still pushed.
     #[error("the job has stopped and accepts no more input")]
     Closed,

@@ -557,11 +557,12 @@ impl RunningJob {
         for input in std::mem::take(&mut self.inputs) {
             let _ = input.finish();
         }
-        // Errors by how much they explain: a panic, then a worker's own error (a dropped input
-        // among them), then the collector's (a failing sink), and last `Closed`, which only
-        // echoes one of those.
+        // Errors by how much they explain: a panic, then a worker's own error, then the
+        // collector's (a failing sink), then a dropped input (whoever fed it failed, and the
+        // caller knows why), and last `Closed`, which only echoes one of those.
         let rank = |e: &EngineError| match e {
             EngineError::WorkerPanicked { .. } => 0,
+            EngineError::InputDropped { .. } => 2,
             EngineError::Closed => 3,
             _ => 1,
         };
@@ -610,6 +611,8 @@ impl RunningJob {
         let c = match (collected, first_err) {
             (Ok(c), None) => c,
             (Ok(_), Some(e)) => return Err(e),
+            // The collector only saw a worker stop: the worker's error says why.
+            (Err(EngineError::WorkerStopped { .. }), Some(e)) => return Err(e),
             (Err(_), Some(e)) if rank(&e) < 2 => return Err(e),
             (Err(c), _) => return Err(c),
         };

@@ -153,11 +153,7 @@ pub(crate) fn collect(
                 wms[w] = i64::MAX;
                 c.release(*wms.iter().min().expect("at least one worker"))?;
             }
-            Err(_) => {
-                return Err(EngineError::Execution(format!(
-                    "partition worker {w} stopped before the end of its input"
-                )))
-            }
+            Err(_) => return Err(EngineError::WorkerStopped { worker: w }),
         }
         let aligned = held.iter().flatten().next().copied().filter(|&epoch| {
             held.iter()

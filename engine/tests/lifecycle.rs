@@ -183,6 +183,38 @@ fn dropping_an_input_without_finish_fails_the_run() {
     assert!(err.to_string().contains("without finish"), "{err}");
 }
 
+/// The sink fails; then whatever fed the job stops and drops its input unfinished (as weir's
+/// Kafka readers do when told another part failed). The job's error must be the sink's, not
+/// the dropped input that only echoes it.
+#[test]
+fn a_failing_sink_is_the_error_even_when_the_input_is_then_dropped() {
+    let spec = Job::builder()
+        .key_by(["k"])
+        .tumbling(Duration::from_secs(1))
+        .aggregate([count()])
+        .pin_workers(false)
+        .build()
+        .unwrap();
+    let (failed_tx, failed_rx) = mpsc::channel();
+    let sink = move |_: RecordBatch| -> Result<(), weir_engine::SinkError> {
+        let _ = failed_tx.send(());
+        Err("the broker said no".into())
+    };
+    let mut job = spec.start_with_sink(schema(), Box::new(sink)).unwrap();
+    let mut input = job.input().unwrap();
+    input.push(batch(0, 10)).unwrap();
+    input.push(batch(5, 10)).unwrap(); // the watermark passes window 0: it fires
+    failed_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the window never reached the sink");
+    drop(input);
+    let err = within(Duration::from_secs(30), move || job.join()).unwrap_err();
+    assert!(
+        matches!(err, EngineError::Sink(_)) && err.to_string().contains("the broker said no"),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_idle_input_stops_holding_windows_back() {
     let spec = Job::builder()
