@@ -4,9 +4,10 @@
 //! 127.0.0.1:9192 with `WEIR_KAFKA_STORAGE=s3 scripts/kafka.sh start`: the same tansu, its data in
 //! files behind the small S3-compatible store of scripts/s3store.py, so a restarted broker comes
 //! back with its topics, committed offsets and transactions. `weir run` is reading and committing
-//! when `scripts/kafka.sh restart` stops the broker (TERM) and starts it again; the run rides it
-//! out or fails with an error, and is restarted until it completes; the committed output must
-//! equal the reference. Own test binary: it points the tests' Kafka helpers at its own broker.
+//! when `scripts/kafka.sh restart` stops the broker (TERM, then KILL: tansu ignores TERM) and
+//! starts it again; the run rides it out or fails with an error, and is restarted until it
+//! completes; the committed output must equal the reference. Own test binary: it points the
+//! tests' Kafka helpers at its own broker.
 
 mod common;
 
