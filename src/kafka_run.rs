@@ -757,7 +757,7 @@ fn coordinate(
             }
             if next_barrier.elapsed() > CHECKPOINT_TIMEOUT {
                 let have = with_finals(&at, &finals);
-                return Err(Error::Engine(weir_engine::EngineError::Internal(format!(
+                return Err(Error::Engine(weir_engine::EngineError::Execution(format!(
                     "checkpoint {epoch} did not complete within {} s: positions from {} of {} \
                      partitions, snapshots from {} of {workers} workers, sink ready: {ready}",
                     CHECKPOINT_TIMEOUT.as_secs(),

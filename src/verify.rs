@@ -50,7 +50,7 @@ use weir_io::kafka::txn::{group_consumer, read_markers, read_progress};
 use weir_io::kafka::{connect, KafkaIoError, KafkaUrl};
 use weir_io::parse::timestamp::civil_from_days;
 use weir_io::parse::{detect_format, Columns, LineParser, LogFormat, ParseOptions};
-use weir_io::source::open_stream;
+use weir_io::source::{open_stream, LineReader};
 
 use crate::error::{opening, Error, Result};
 use crate::replay::InputFormat;
@@ -265,8 +265,9 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
         Some(url) if !args.broker_filters_aborted => Some(job_commits(url, &group, &mut notes)?),
         _ => None,
     };
-    let output_ends = output_url.as_ref().map(end_offsets).transpose()?;
-    let input_ends = input_url.as_ref().map(end_offsets).transpose()?;
+    let with_ends = |url: KafkaUrl| end_offsets(&url).map(|ends| (url, ends));
+    let output_kafka = output_url.map(with_ends).transpose()?;
+    let input_kafka = input_url.map(with_ends).transpose()?;
 
     // Expected rows.
     let mut expected = Expected::new(
@@ -275,18 +276,18 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
         window_ms,
         args.examples,
     );
-    match (&input_url, &input_ends) {
-        (Some(url), Some(ends)) => expected_from_kafka(url, ends, &read_group, &mut expected)?,
-        _ => expected_from_file(&args.input, &mut expected)?,
+    match &input_kafka {
+        Some((url, ends)) => expected_from_kafka(url, ends, &read_group, &mut expected)?,
+        None => expected_from_file(&args.input, &mut expected)?,
     }
 
     // Found rows.
     let mut found = Found::new(window_ms, args.examples);
-    let discarded = match (&output_url, &output_ends) {
-        (Some(url), Some(ends)) => {
+    let discarded = match &output_kafka {
+        Some((url, ends)) => {
             found_from_kafka(url, ends, progress.as_ref(), &read_group, &mut found)?
         }
-        _ => {
+        None => {
             found_from_file(&args.output, &mut found)?;
             None
         }
@@ -491,37 +492,22 @@ fn count_batch(counts: &mut Counts, window_ms: i64, batch: &RecordBatch) {
 }
 
 fn expected_from_file(path: &str, exp: &mut Expected) -> Result<()> {
-    let p = Path::new(path);
-    if path != "-" && std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::usage(format!(
-            "{path}: is a directory, not a log file"
-        )));
-    }
-    let mut reader = open_stream(p).map_err(opening)?;
-    let mut buf = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
+    let mut lines = LineReader::new(open_file(path, "a log file")?, path, CHUNK_BYTES);
     let mut line = 1u64;
-    loop {
-        let n = (&mut reader)
-            .take(CHUNK_BYTES as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::Io(weir_io::Error::io(p, e)))?;
-        let eof = n < CHUNK_BYTES;
-        let cut = if eof {
-            buf.len()
-        } else {
-            memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
-        };
-        if cut > 0 {
-            let before = exp.lines;
-            let first = line;
-            exp.feed(&buf[..cut], path, &|n| format!("line {}", first + n - 1))?;
-            line += exp.lines - before;
-            buf.drain(..cut);
-        }
-        if eof {
-            return Ok(());
-        }
+    while let Some(chunk) = lines.next_chunk()? {
+        let (before, first) = (exp.lines, line);
+        exp.feed(chunk, path, &|n| format!("line {}", first + n - 1))?;
+        line += exp.lines - before;
     }
+    Ok(())
+}
+
+/// Opens `path` (`-`: stdin; `.gz`: decompressed), which must be `what`, not a directory.
+fn open_file(path: &str, what: &str) -> Result<Box<dyn Read + Send>> {
+    if path != "-" && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::usage(format!("{path}: is a directory, not {what}")));
+    }
+    open_stream(Path::new(path)).map_err(opening)
 }
 
 fn expected_from_kafka(
@@ -716,14 +702,8 @@ enum CsvLayout {
 }
 
 fn found_from_file(path: &str, found: &mut Found) -> Result<()> {
-    let p = Path::new(path);
-    if path != "-" && std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::usage(format!(
-            "{path}: is a directory, not a results file"
-        )));
-    }
-    let mut reader = BufReader::with_capacity(1 << 16, open_stream(p).map_err(opening)?);
-    let io = |e| Error::Io(weir_io::Error::io(p, e));
+    let mut reader = BufReader::with_capacity(1 << 16, open_file(path, "a results file")?);
+    let io = |e| Error::Io(weir_io::Error::io(Path::new(path), e));
     if reader.fill_buf().map_err(io)?.starts_with(b"ARROW1") {
         return Err(Error::usage(format!(
             "{path}: an Arrow IPC file: verify reads the results of `weir replay \

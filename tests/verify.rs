@@ -100,6 +100,14 @@ fn assert_not_clean(out: &Output, counts: (u64, u64, u64, u64)) -> String {
     t
 }
 
+/// Asserts a run exits 2 (the check could not be made); returns its text.
+#[track_caller]
+fn assert_cannot_check(out: &Output) -> String {
+    let t = text(out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    t
+}
+
 /// The args `weir verify` would parse from `argv` (after `verify`).
 fn parse_args(argv: &[&str]) -> VerifyArgs {
     #[derive(Parser)]
@@ -443,9 +451,7 @@ fn errors_are_usage_errors_naming_the_problem() {
     replay_to(&log, &out, "csv", &["--window", "10s"]);
 
     // The wrong --window.
-    let run = verify_cli(&log, &out, &[]);
-    let t = text(&run);
-    assert_eq!(run.status.code(), Some(2), "{t}");
+    let t = assert_cannot_check(&verify_cli(&log, &out, &[]));
     assert!(t.contains("--window"), "{t}");
     assert_clean(&verify_cli(&log, &out, &["--window", "10s"]));
 
@@ -456,27 +462,21 @@ fn errors_are_usage_errors_naming_the_problem() {
         (log.as_path(), missing.as_path()),
         (log.as_path(), dir.path()),
     ] {
-        let run = verify_cli(i, o, &[]);
-        let t = text(&run);
-        assert_eq!(run.status.code(), Some(2), "{t}");
+        let t = assert_cannot_check(&verify_cli(i, o, &[]));
         assert!(t.contains("nope.log") || t.contains("directory"), "{t}");
     }
 
     // Output keyed by more than the client.
     let keyed = dir.path().join("keyed.csv");
     replay_to(&log, &keyed, "csv", &["--key", "client,status"]);
-    let run = verify_cli(&log, &keyed, &[]);
-    let t = text(&run);
-    assert_eq!(run.status.code(), Some(2), "{t}");
+    let t = assert_cannot_check(&verify_cli(&log, &keyed, &[]));
     assert!(t.contains("keyed by client only"), "{t}");
 
     // The print and Arrow formats are not read.
     for (format, name) in [("print", "out.txt"), ("arrow", "out.arrow")] {
         let other = dir.path().join(name);
         replay_to(&log, &other, format, &[]);
-        let run = verify_cli(&log, &other, &[]);
-        let t = text(&run);
-        assert_eq!(run.status.code(), Some(2), "{format}: {t}");
+        let t = assert_cannot_check(&verify_cli(&log, &other, &[]));
         assert!(t.contains("--output-format csv"), "{format}: {t}");
     }
 
@@ -486,8 +486,7 @@ fn errors_are_usage_errors_naming_the_problem() {
         &["--format", "xml"],
         &["--broker-filters-aborted", "maybe"],
     ] {
-        let run = verify_cli(&log, &out, bad);
-        assert_eq!(run.status.code(), Some(2), "{bad:?}: {}", text(&run));
+        assert_cannot_check(&verify_cli(&log, &out, bad));
     }
 
     // Kafka addresses that are not addresses.
@@ -496,8 +495,7 @@ fn errors_are_usage_errors_naming_the_problem() {
         .arg(&out)
         .output()
         .unwrap();
-    let t = text(&run);
-    assert_eq!(run.status.code(), Some(2), "{t}");
+    let t = assert_cannot_check(&run);
     assert!(t.contains("no topic"), "{t}");
 }
 

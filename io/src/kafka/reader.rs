@@ -164,7 +164,7 @@ impl PartitionReader {
                 }
                 Err(KafkaError::PartitionEOF(_)) => {
                     self.unchecked_since = None;
-                    if let Some(pos) = self.consumer_position() {
+                    if let Some(pos) = position(&self.consumer, &self.url, self.partition) {
                         self.next = self.next.max(pos);
                     }
                     run.caught_up = true;
@@ -186,16 +186,15 @@ impl PartitionReader {
     fn rewind(&mut self) -> Result<()> {
         assign(&self.consumer, &self.url, self.partition, Offset::Beginning)
     }
+}
 
-    fn consumer_position(&self) -> Option<i64> {
-        let tpl = self.consumer.position().ok()?;
-        match tpl
-            .find_partition(&self.url.topic, self.partition)?
-            .offset()
-        {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        }
+/// The consumer's position in `url`'s `partition`: past the last record it delivered (or, at
+/// the end of the partition, past any transaction markers there).
+fn position(consumer: &BaseConsumer, url: &KafkaUrl, partition: i32) -> Option<i64> {
+    let tpl = consumer.position().ok()?;
+    match tpl.find_partition(&url.topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
     }
 }
 
@@ -301,11 +300,7 @@ impl RecordReader {
                     last_progress = Instant::now();
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    let pos = self.consumer.position().ok().and_then(|t| {
-                        t.find_partition(&self.url.topic, self.partition)
-                            .and_then(|e| e.offset().to_raw())
-                    });
-                    if let Some(p) = pos {
+                    if let Some(p) = position(&self.consumer, &self.url, self.partition) {
                         next = next.max(p);
                     }
                 }
