@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::JobIdentity;
 use weir_engine::{Input, JobStats, ResultSink, SinkError, WorkerSnapshot};
 use weir_io::kafka::reader::PartitionReader;
-use weir_io::kafka::records::{CommitMarker, Progress, ValueFormat, COMMITS_TOPIC, PROGRESS_TOPIC};
+use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
 use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
 use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
 use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
@@ -69,6 +69,10 @@ pub struct KafkaRunConfig {
     pub idle_timeout: Duration,
     /// Complete checkpoints to keep.
     pub keep: usize,
+    /// The producer's `transaction.timeout.ms`: the broker aborts a transaction left open this
+    /// long (the run was paused or cut off); the run then stops, and a restart recovers.
+    /// `None`: 10 checkpoint intervals, at least 60 s.
+    pub transaction_timeout: Option<Duration>,
     /// How lines are read.
     pub parse: ParseConfig,
     /// What is computed.
@@ -105,6 +109,7 @@ impl KafkaRunConfig {
             output_partitions: 4,
             idle_timeout: Duration::from_secs(2),
             keep: 2,
+            transaction_timeout: None,
             parse: ParseConfig::default(),
             job: JobOptions::default(),
             commit_delay: Duration::ZERO,
@@ -133,8 +138,6 @@ pub struct KafkaRunSummary {
     pub records: u64,
     /// The epoch this run resumed from (0: the start).
     pub resumed_from: u64,
-    /// This run's attempt number.
-    pub attempt: u64,
     /// Whether the job had already finished before this run (nothing was done).
     pub already_finished: bool,
     /// Wall time.
@@ -197,13 +200,11 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         }
     };
     ensure_topic(&cfg.to, cfg.output_partitions)?;
-    for topic in [PROGRESS_TOPIC, COMMITS_TOPIC] {
-        let url = KafkaUrl {
-            brokers: cfg.to.brokers.clone(),
-            topic: topic.into(),
-        };
-        ensure_topic(&url, 1)?;
-    }
+    let progress_topic = KafkaUrl {
+        brokers: cfg.to.brokers.clone(),
+        topic: PROGRESS_TOPIC.into(),
+    };
+    ensure_topic(&progress_topic, 1)?;
 
     let mut store = CheckpointStore::open(&cfg.checkpoint_dir)?;
     let mut producer = JobProducer::open(ProducerOptions {
@@ -211,7 +212,9 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         transactional_id: cfg.transactional_id.clone(),
         group: cfg.group.clone(),
         delivery: cfg.delivery,
-        transaction_timeout: (cfg.interval * 10).max(Duration::from_secs(60)),
+        transaction_timeout: cfg
+            .transaction_timeout
+            .unwrap_or((cfg.interval * 10).max(Duration::from_secs(60))),
     })?;
     let inputs: Vec<(String, i32)> = match &cfg.from {
         Source::Kafka(from) => (0..partitions as i32)
@@ -250,10 +253,6 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     let committed = progress.as_ref().map_or(0, |p| p.epoch);
     let restored = restore_point(&store, &id, progress.as_ref(), &cfg.checkpoint_dir)?;
     store.continue_after(committed)?;
-    if restored.as_ref().is_some_and(|r| r.is_final) {
-        // The broker does not keep offset metadata (tansu): the final local checkpoint says it.
-        return Ok(finished(committed));
-    }
     let positions: Vec<PartitionPosition> = match &restored {
         Some(r) => {
             let pos: Positions = serde_json::from_value(r.sources.clone()).map_err(|e| {
@@ -279,8 +278,6 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         }
         None => Vec::new(),
     };
-    let attempt = next_attempt(&cfg.checkpoint_dir)?;
-    summary.attempt = attempt;
     summary.resumed_from = committed;
     if committed > 0 {
         let at: Vec<String> = positions
@@ -288,7 +285,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             .map(|p| format!("{}@{}", p.partition, p.offset))
             .collect();
         say(&format!(
-            "resuming from epoch {committed} (attempt {attempt}): partition@offset {}",
+            "resuming from epoch {committed}: partition@offset {}",
             at.join(" ")
         ));
     }
@@ -337,11 +334,9 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         key_columns: cfg.job.keys.len(),
         format: cfg.value_format,
         epoch: committed + 1,
-        attempt,
         events: sink_tx,
         commits: commit_rx,
         job: cfg.transactional_id.clone(),
-        group: cfg.group.clone(),
         commit_delay: cfg.commit_delay,
         records: records.clone(),
         open_records: 0,
@@ -490,12 +485,11 @@ fn restore_point(
     let r = match found.checkpoint {
         Some(r) if r.epoch == p.epoch => r,
         other => {
-            // tansu returns no offset metadata, so no job name.
-            let job = if p.job.is_empty() { "this job" } else { &p.job };
             let mut msg = format!(
-                "the broker committed epoch {} of {job} but {} has no valid checkpoint {} ({}): \
+                "the broker committed epoch {} of {} but {} has no valid checkpoint {} ({}): \
                  the job's checkpoints are in another folder, or were lost",
                 p.epoch,
+                p.job,
                 dir.display(),
                 store.folder(p.epoch).display(),
                 match other {
@@ -511,8 +505,7 @@ fn restore_point(
         }
     };
     let hash = r.manifest_hash();
-    // An empty hash: the broker returned no offset metadata (tansu 0.4); the epoch must do.
-    if !p.manifest.is_empty() && hash != p.manifest {
+    if hash != p.manifest {
         return Err(Error::usage(format!(
             "{}: its manifest hash {hash} is not the {} the broker committed with epoch {}: \
              the checkpoint was replaced or tampered with",
@@ -522,31 +515,6 @@ fn restore_point(
         )));
     }
     Ok(Some(r))
-}
-
-/// Increments and returns the run counter kept in `DIR/ATTEMPT` (durably, before anything is
-/// produced: records of two runs must never share an attempt number).
-fn next_attempt(dir: &std::path::Path) -> Result<u64> {
-    let path = dir.join("ATTEMPT");
-    let io = |e| Error::Io(weir_io::Error::io(&path, e));
-    let prev = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().parse::<u64>().map_err(|_| {
-            Error::usage(format!("{}: not an attempt number: {s:?}", path.display()))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io(e)),
-    };
-    let next = prev + 1;
-    let tmp = dir.join("ATTEMPT.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        writeln!(f, "{next}").map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    weir_io::parts::sync_dir(dir)?;
-    Ok(next)
 }
 
 /// The identity of a Kafka job: what must not change for a checkpoint to be restored.
@@ -886,11 +854,9 @@ struct KafkaSink {
     key_columns: usize,
     format: ValueFormat,
     epoch: u64,
-    attempt: u64,
     events: Sender<SinkEvent>,
     commits: Receiver<Commit>,
     job: String,
-    group: String,
     commit_delay: Duration,
     records: std::sync::Arc<AtomicU64>,
     /// Records in the open transaction.
@@ -915,20 +881,13 @@ impl KafkaSink {
             );
             std::thread::sleep(self.commit_delay);
         }
-        let marker = CommitMarker {
-            job: self.group.clone(),
-            epoch,
-            attempt: self.attempt,
-            manifest: c.manifest.clone(),
-            finished: c.finished,
-        };
         let progress = Progress {
             job: self.job.clone(),
             epoch,
             manifest: c.manifest,
             finished: c.finished,
         };
-        self.producer.commit(&progress, &marker, &c.inputs)?;
+        self.producer.commit(&progress, &c.inputs)?;
         if !self.commit_delay.is_zero() {
             eprintln!("weir: committed epoch {epoch}");
         }
@@ -948,13 +907,7 @@ impl ResultSink for KafkaSink {
                 ValueFormat::Json => rows.json(row, &mut self.value),
                 ValueFormat::Csv => rows.csv(row, &mut self.value),
             }
-            self.producer.send(
-                &self.topic,
-                &self.key,
-                &self.value,
-                self.epoch,
-                self.attempt,
-            )?;
+            self.producer.send(&self.topic, &self.key, &self.value)?;
         }
         self.records
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);

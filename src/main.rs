@@ -71,8 +71,8 @@ Example:
       --checkpoint-dir ckpt --stop-at-end
   weir verify --input kafka://127.0.0.1:9092/access --output kafka://127.0.0.1:9092/counts
 
-Each output record: key = client, value = {\"window_start\":…,\"window_end\":…,\"client\":…,\"count\":…},
-headers weir-epoch and weir-attempt. A crash (even kill -9) loses and duplicates nothing: restart
+Each output record: key = client, value = {\"window_start\":…,\"window_end\":…,\"client\":…,\"count\":…}.
+A crash (even kill -9) loses and duplicates nothing: restart
 the same command. A second run with the same --transactional-id fences the first.")]
     Run(RunArgs),
     /// Load an access log into a Kafka topic, one record per line (creating the topic).
@@ -222,6 +222,11 @@ struct RunArgs {
     /// Complete checkpoints to keep.
     #[arg(long, default_value_t = 2)]
     keep_checkpoints: usize,
+    /// The producer's transaction.timeout.ms: a transaction left open this long by a run that
+    /// stopped answering (paused, partitioned) is aborted by the broker. Default: 10 checkpoint
+    /// intervals, at least 60 s; at most the broker's transaction.max.timeout.ms (15 min).
+    #[arg(long, value_parser = parse_duration)]
+    transaction_timeout: Option<Duration>,
     #[command(flatten)]
     job: JobArgs,
     /// Test hook: pause this long inside the commit window (checkpoint durable, Kafka commit not
@@ -458,6 +463,16 @@ fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
     cfg.output_partitions = a.output_partitions.max(1);
     cfg.idle_timeout = a.idle_timeout;
     cfg.keep = a.keep_checkpoints.max(1);
+    if let Some(t) = a.transaction_timeout {
+        if t <= cfg.interval {
+            return Err(weir::Error::Usage(format!(
+                "--transaction-timeout {t:?} must be longer than --checkpoint-interval {:?}: a \
+                 transaction stays open for one interval and its commit",
+                cfg.interval
+            )));
+        }
+        cfg.transaction_timeout = Some(t);
+    }
     cfg.commit_delay = a.test_commit_delay.unwrap_or_default();
     cfg.read_delay = a.test_read_delay.unwrap_or_default();
     cfg.finish_stagger = a.test_finish_stagger.unwrap_or_default();
@@ -511,7 +526,7 @@ fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {
     }
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "weir: {} lines read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions (attempt {}{})",
+        "weir: {} lines read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions{})",
         thousands(s.parse.lines),
         secs,
         thousands((s.parse.lines as f64 / secs) as u64),
@@ -521,7 +536,6 @@ fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {
         thousands(s.job.windows_fired),
         thousands(s.records),
         thousands(s.commits),
-        s.attempt,
         if s.resumed_from > 0 { format!(", resumed from epoch {}", s.resumed_from) } else { String::new() },
     );
     if !s.parse.examples.is_empty() {

@@ -20,15 +20,13 @@
 //! counts). Malformed input lines are skipped and counted.
 //!
 //! Kafka output is read `read_committed` from the beginning of every partition up to its end
-//! offset at the start of the check. On a broker that shows records of aborted transactions to
-//! such readers (tansu 0.4), `--broker-filters-aborted=false` resolves the committed output from
-//! the records' `weir-epoch` / `weir-attempt` headers instead: a record is kept when its epoch is
-//! at most the job's last committed epoch (its progress offset) and its attempt is the one that
-//! committed that epoch: the highest attempt among the job's commit markers on `weir-commits`
-//! for that epoch (see [`weir_io::kafka::records`]). Nothing is ever committed: the check reads
-//! with its own throwaway group, `<group>-verify`.
+//! offset at the start of the check: the broker shows such a reader exactly the records of
+//! committed transactions. The job's progress (its group's committed offset on
+//! `weir-progress`) says whether the job finished; if not, its last windows may be missing for
+//! that reason, and the report says so. Nothing is ever committed: the check reads with its
+//! own throwaway group, `<group>-verify`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -37,16 +35,13 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
-use clap::{ArgAction, Args};
+use clap::Args;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use serde::Deserialize;
 use weir_io::kafka::reader::{watermarks, PartitionReader, RecordReader};
-use weir_io::kafka::records::{
-    committed_attempts, default_job_id, header_u64, ATTEMPT_HEADER, COMMITS_TOPIC, EPOCH_HEADER,
-    PROGRESS_TOPIC,
-};
-use weir_io::kafka::txn::{group_consumer, read_markers, read_progress};
+use weir_io::kafka::records::{default_job_id, PROGRESS_TOPIC};
+use weir_io::kafka::txn::{group_consumer, read_progress};
 use weir_io::kafka::{connect, KafkaIoError, KafkaUrl};
 use weir_io::parse::timestamp::civil_from_days;
 use weir_io::parse::{detect_format, Columns, LineParser, LogFormat, ParseOptions};
@@ -76,8 +71,6 @@ Examples:
   weir verify --input access.log --output counts.csv
   weir verify --input access.log.gz --output counts.jsonl --window 1m --format combined
   weir verify --input kafka://127.0.0.1:9092/access-log --output kafka://127.0.0.1:9092/counts
-  weir verify --input kafka://127.0.0.1:9092/access-log --output kafka://127.0.0.1:9092/counts \\
-      --broker-filters-aborted false       # tansu 0.4: resolve commits from record headers
 
 Every well-formed input line is counted (no lateness); malformed lines are skipped and counted.
 The output is a CSV (window_start,window_end,client,count) or JSON-lines file written by
@@ -107,11 +100,6 @@ pub struct VerifyArgs {
     /// and --output.
     #[arg(long, value_name = "ID")]
     pub group: Option<String>,
-    /// Whether the broker hides records of aborted transactions from read_committed readers
-    /// (true for Kafka). `false` (tansu 0.4): keep only the records of committed epochs, from
-    /// their weir-epoch / weir-attempt headers and the job's progress and commit markers.
-    #[arg(long, action = ArgAction::Set, default_value_t = true, value_name = "true|false")]
-    pub broker_filters_aborted: bool,
     /// Examples of each kind of difference to show.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub examples: usize,
@@ -193,9 +181,6 @@ pub struct VerifyReport {
     pub found_rows: u64,
     /// Sum of the counts of the rows kept.
     pub found_requests: u64,
-    /// Records of aborted (or not yet committed) transactions left out, with
-    /// `--broker-filters-aborted=false`; `None` otherwise.
-    pub discarded_aborted: Option<u64>,
     /// Output rows or records that are not result rows.
     pub unreadable: u64,
     /// The first unreadable rows, with where they are and why.
@@ -261,10 +246,9 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
     // output's end offsets, then the input's, so that the output read derives from input that
     // is read too (a running job's open windows show as missing rows, nothing else).
     let mut notes = Vec::new();
-    let progress = match &output_url {
-        Some(url) if !args.broker_filters_aborted => Some(job_commits(url, &group, &mut notes)?),
-        _ => None,
-    };
+    if let Some(url) = &output_url {
+        note_progress(url, &group, &mut notes)?;
+    }
     let with_ends = |url: KafkaUrl| end_offsets(&url).map(|ends| (url, ends));
     let output_kafka = output_url.map(with_ends).transpose()?;
     let input_kafka = input_url.map(with_ends).transpose()?;
@@ -283,15 +267,10 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
 
     // Found rows.
     let mut found = Found::new(window_ms, args.examples);
-    let discarded = match &output_kafka {
-        Some((url, ends)) => {
-            found_from_kafka(url, ends, progress.as_ref(), &read_group, &mut found)?
-        }
-        None => {
-            found_from_file(&args.output, &mut found)?;
-            None
-        }
-    };
+    match &output_kafka {
+        Some((url, ends)) => found_from_kafka(url, ends, &read_group, &mut found)?,
+        None => found_from_file(&args.output, &mut found)?,
+    }
 
     let mut report = VerifyReport {
         input: args.input.clone(),
@@ -304,7 +283,6 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
         malformed_examples: std::mem::take(&mut expected.examples),
         found_rows: found.rows,
         found_requests: found.requests,
-        discarded_aborted: discarded,
         unreadable: found.unreadable,
         unreadable_examples: std::mem::take(&mut found.examples),
         examples_limit: args.examples,
@@ -855,76 +833,35 @@ fn json_row(text: &str) -> std::result::Result<Row, String> {
     })
 }
 
-/// Which attempt committed which epoch of a job, for `--broker-filters-aborted=false`.
-#[derive(Debug, Clone)]
-struct Commits {
-    /// The job's last committed epoch (the progress offset).
-    last: u64,
-    /// `epoch → attempt` for every epoch up to `last`, from the job's commit markers.
-    by_epoch: BTreeMap<u64, u64>,
-}
-
-impl Commits {
-    /// Whether the record of `epoch` written by `attempt` was committed; `Err` when the
-    /// markers cannot tell.
-    fn is_committed(&self, epoch: u64, attempt: u64) -> std::result::Result<bool, String> {
-        if epoch > self.last {
-            // Aborted, or of a transaction not committed yet.
-            return Ok(false);
-        }
-        match self.by_epoch.get(&epoch) {
-            Some(&a) => Ok(a == attempt),
-            None => Err(format!(
-                "epoch {epoch} is committed (the job's last committed epoch is {}) but has no \
-                 commit marker on {COMMITS_TOPIC}",
-                self.last
-            )),
-        }
-    }
-}
-
-/// The job's commits, for `--broker-filters-aborted=false`: its progress offset (the last
-/// committed epoch) and its commit markers (which attempt committed each epoch).
-fn job_commits(url: &KafkaUrl, group: &str, notes: &mut Vec<String>) -> Result<Commits> {
+/// Notes whether the job of `group` finished, from its progress (the group's committed offset
+/// on the progress topic): a job still running, or stopped, has not delivered its last windows.
+fn note_progress(url: &KafkaUrl, group: &str, notes: &mut Vec<String>) -> Result<()> {
     let consumer = group_consumer(&url.brokers, group)?;
     let (progress, _) = read_progress(&consumer, &url.brokers, group, &[])?;
-    let last = progress
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "--broker-filters-aborted=false: group {group:?} has no committed progress on \
-                 {PROGRESS_TOPIC} at {}, so the committed output cannot be told from aborted \
-                 records: pass the job's --group, or check the job has committed a checkpoint",
-                url.brokers
-            ))
-        })?
-        .epoch;
-    let markers = read_markers(&url.brokers, group)?;
-    let by_epoch = committed_attempts(markers.iter().cloned(), last);
-    let finished = markers
-        .iter()
-        .any(|m| m.epoch == last && by_epoch.get(&last) == Some(&m.attempt) && m.finished);
-    if !finished {
-        notes.push(format!(
-            "the job's progress (group {group}, epoch {last}) does not say the run finished: it \
+    match progress {
+        None => notes.push(format!(
+            "group {group:?} has no committed progress on {PROGRESS_TOPIC} at {}: the job has \
+             not committed yet, or its --group is another",
+            url.brokers
+        )),
+        Some(p) if !p.finished => notes.push(format!(
+            "the job's progress (group {group}, epoch {}) does not say the run finished: it \
              may still be running or have stopped, and rows of later windows may be missing \
-             for that reason"
-        ));
+             for that reason",
+            p.epoch
+        )),
+        Some(_) => {}
     }
-    Ok(Commits { last, by_epoch })
+    Ok(())
 }
 
-/// Reads every partition of the output topic up to `ends` (taken at the start), keeping what
-/// the broker says is committed or, given the job's `commits`
-/// (`--broker-filters-aborted=false`), what they say is. Returns the number of records left out
-/// as aborted in the latter case.
+/// Reads every partition of the output topic up to `ends` (taken at the start), `read_committed`.
 fn found_from_kafka(
     url: &KafkaUrl,
     ends: &[(i64, i64)],
-    commits: Option<&Commits>,
     read_group: &str,
     found: &mut Found,
-) -> Result<Option<u64>> {
-    let mut discarded = 0u64;
+) -> Result<()> {
     for (p, &(low, end)) in ends.iter().enumerate() {
         if end <= low {
             continue;
@@ -939,55 +876,13 @@ fn found_from_kafka(
             }
             let offset = m.offset();
             let at = || format!("{} partition {p} offset {offset}", url.topic);
-            let keep = match commits {
-                Some(c) => committed(m, c, &at),
-                None => Ok(true),
-            };
-            let added = match keep {
-                Ok(true) => found.add(record_row(m.key(), m.payload()), &at),
-                Ok(false) => {
-                    discarded += 1;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-            failed = added.err();
+            failed = found.add(record_row(m.key(), m.payload()), &at).err();
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
     }
-    Ok(commits.map(|_| discarded))
-}
-
-/// Whether a record belongs to a committed epoch, from its headers and the job's commits.
-fn committed(m: &impl Message, commits: &Commits, at: &dyn Fn() -> String) -> Result<bool> {
-    let (mut epoch, mut attempt) = (None, None);
-    if let Some(h) = m.headers() {
-        for i in 0..h.count() {
-            let Some(h) = h.try_get(i) else { continue };
-            if h.key == EPOCH_HEADER {
-                epoch = header_u64(h.value);
-            } else if h.key == ATTEMPT_HEADER {
-                attempt = header_u64(h.value);
-            }
-        }
-    }
-    let (Some(epoch), Some(attempt)) = (epoch, attempt) else {
-        return Err(Error::usage(format!(
-            "{}: the record has no {EPOCH_HEADER} and {ATTEMPT_HEADER} headers, so \
-             --broker-filters-aborted=false cannot tell whether it was committed (was the \
-             topic written by weir?)",
-            at()
-        )));
-    };
-    commits.is_committed(epoch, attempt).map_err(|why| {
-        Error::usage(format!(
-            "{}: {why}, so this record cannot be told committed or aborted (on a broker that \
-             filters aborted records, use --broker-filters-aborted=true)",
-            at()
-        ))
-    })
+    Ok(())
 }
 
 /// A result record: key = client, value = a JSON row (or a CSV line without header).
@@ -1045,13 +940,6 @@ impl fmt::Display for VerifyReport {
             thousands(self.found_rows),
             thousands(self.found_requests)
         )?;
-        if let Some(d) = self.discarded_aborted {
-            write!(
-                f,
-                "; {} records of aborted transactions left out",
-                thousands(d)
-            )?;
-        }
         writeln!(f)?;
         if self.is_clean() {
             writeln!(
@@ -1240,75 +1128,6 @@ mod tests {
             text.contains("window 1970-01-01T00:00:05Z (5000)  client a  expected none, found 1"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn records_resolve_against_the_markers() {
-        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
-        let record = |headers: &[(&str, &str)]| {
-            let mut h = OwnedHeaders::new();
-            for (k, v) in headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            OwnedMessage::new(
-                None,
-                None,
-                "t".into(),
-                Timestamp::NotAvailable,
-                0,
-                7,
-                Some(h),
-            )
-        };
-        let at = || "t partition 0 offset 7".to_owned();
-        let check = |commits: &Commits, e: &str, a: &str| {
-            committed(
-                &record(&[(EPOCH_HEADER, e), (ATTEMPT_HEADER, a)]),
-                commits,
-                &at,
-            )
-        };
-        // Attempt 1 committed epochs 1-4 (and wrote 5, aborted), attempt 2 crashed (wrote 5,
-        // aborted), attempt 3 committed 5 and 6 (and wrote 7, not committed).
-        let markers = [
-            (1, 1),
-            (2, 1),
-            (3, 1),
-            (4, 1),
-            (5, 1),
-            (5, 2),
-            (5, 3),
-            (6, 3),
-            (7, 3),
-        ]
-        .map(|(epoch, attempt)| weir_io::kafka::records::CommitMarker {
-            job: "j".into(),
-            epoch,
-            attempt,
-            manifest: String::new(),
-            finished: epoch == 6,
-        });
-        let commits = Commits {
-            last: 6,
-            by_epoch: committed_attempts(markers, 6),
-        };
-        assert!(check(&commits, "1", "1").unwrap());
-        assert!(check(&commits, "4", "1").unwrap());
-        assert!(!check(&commits, "5", "1").unwrap(), "aborted by the crash");
-        assert!(!check(&commits, "5", "2").unwrap(), "aborted by the crash");
-        assert!(check(&commits, "5", "3").unwrap());
-        assert!(check(&commits, "6", "3").unwrap());
-        assert!(!check(&commits, "7", "3").unwrap(), "not committed (yet)");
-        let err = committed(&record(&[(EPOCH_HEADER, "1")]), &commits, &at).unwrap_err();
-        assert!(err.to_string().contains("offset 7"), "{err}");
-        // A committed epoch without a marker cannot be resolved.
-        let mut gap = commits.clone();
-        gap.by_epoch.remove(&2);
-        let err = check(&gap, "2", "1").unwrap_err();
-        assert!(err.to_string().contains("no commit marker"), "{err}");
     }
 
     #[test]

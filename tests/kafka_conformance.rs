@@ -3,16 +3,10 @@
 //! `send_offsets_to_transaction` (the progress record).
 //!
 //! The broker is `WEIR_KAFKA` (`HOST:PORT`) or `127.0.0.1:$WEIR_KAFKA_PORT` (default 9092), the
-//! development broker started by `scripts/kafka.sh start` (tansu 0.4.9). An unreachable broker fails these tests: they are
-//! part of `cargo test --workspace` and must not pass silently without one.
-//!
-//! tansu 0.4.9 has three known gaps: a `read_committed` consumer still sees the records of
-//! aborted transactions; a zombie producer is not fenced (its commit times out); and committed
-//! offsets come back without their metadata (OffsetFetch answers an empty string, although the
-//! offsets themselves commit with the transaction). The tests of those three
-//! (`broker_conformance_z_*`) run only with `WEIR_KAFKA_FULL_TXN=1`, which says the broker is a
-//! real Kafka. Every run uses fresh topic, group and transactional ids, so tests can be re-run
-//! against the same broker.
+//! development broker started by `scripts/kafka.sh start` (Apache Kafka). An unreachable
+//! broker fails these tests: they are part of `cargo test --workspace` and must not pass
+//! silently without one. Every run uses fresh topic, group and transactional ids, so tests can
+//! be re-run against the same broker.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
@@ -50,11 +44,6 @@ fn broker() -> String {
          `scripts/kafka.sh start` (or set WEIR_KAFKA=HOST:PORT to a running Kafka)"
     );
     addr
-}
-
-/// Whether the broker is a real Kafka (`WEIR_KAFKA_FULL_TXN=1`).
-fn full_txn() -> bool {
-    std::env::var("WEIR_KAFKA_FULL_TXN").is_ok_and(|v| v == "1")
 }
 
 /// A name no other run uses: `weir-conf-<what>-<pid>-<nanos>`.
@@ -344,7 +333,7 @@ fn committed_offset(addr: &str, group: &str, topic: &str, isolation: &str) -> Op
 /// c. Offsets sent with `send_offsets_to_transaction` (weir's progress record) are committed for
 /// the group with the transaction and only with it: not while it is open, not after an abort;
 /// after the commit; a later open or aborted transaction leaves them as they were. (That the
-/// metadata comes back too is `broker_conformance_z_offset_metadata_kept`: tansu loses it.)
+/// metadata comes back too is `broker_conformance_d3_offset_metadata_kept`.)
 #[test]
 fn broker_conformance_c_offsets_commit_with_transaction() {
     let addr = broker();
@@ -408,17 +397,9 @@ fn broker_conformance_c_offsets_commit_with_transaction() {
     );
 }
 
-/// d1 (real Kafka only). The records of an aborted transaction are invisible to
-/// `read_committed`. tansu 0.4.9 shows them.
+/// d1. The records of an aborted transaction are invisible to `read_committed`.
 #[test]
-fn broker_conformance_z_aborted_invisible() {
-    if !full_txn() {
-        eprintln!(
-            "skipped: tansu shows aborted records to read_committed; set WEIR_KAFKA_FULL_TXN=1 \
-             with WEIR_KAFKA pointing at a real Kafka to run this"
-        );
-        return;
-    }
+fn broker_conformance_d1_aborted_invisible() {
     let addr = broker();
     let topic = new_topic(&addr, "d1");
     let p = TxnProducer::new(&addr, &unique("txn-d1"));
@@ -437,18 +418,10 @@ fn broker_conformance_z_aborted_invisible() {
     );
 }
 
-/// d2 (real Kafka only). A second producer with the same `transactional.id` fences the first:
-/// the zombie's commit fails as fenced and its records never become visible. tansu 0.4.9 lets
-/// the zombie's commit time out instead (and shows its records, aborted, to `read_committed`).
+/// d2. A second producer with the same `transactional.id` fences the first: the zombie's
+/// commit fails as fenced and its records never become visible.
 #[test]
-fn broker_conformance_z_zombie_fenced() {
-    if !full_txn() {
-        eprintln!(
-            "skipped: tansu does not fence zombie producers; set WEIR_KAFKA_FULL_TXN=1 with \
-             WEIR_KAFKA pointing at a real Kafka to run this"
-        );
-        return;
-    }
+fn broker_conformance_d2_zombie_fenced() {
     let addr = broker();
     let topic = new_topic(&addr, "d2");
     let id = unique("txn-d2");
@@ -485,18 +458,10 @@ fn broker_conformance_z_zombie_fenced() {
     );
 }
 
-/// d3 (real Kafka only). The metadata of an offset committed with a transaction comes back with
-/// the offset (weir's progress record keeps the job, epoch and manifest checksum there). tansu
-/// 0.4.9 answers an empty string.
+/// d3. The metadata of an offset committed with a transaction comes back with the offset
+/// (weir's progress record keeps the job, epoch and manifest checksum there).
 #[test]
-fn broker_conformance_z_offset_metadata_kept() {
-    if !full_txn() {
-        eprintln!(
-            "skipped: tansu returns committed offsets without their metadata; set \
-             WEIR_KAFKA_FULL_TXN=1 with WEIR_KAFKA pointing at a real Kafka to run this"
-        );
-        return;
-    }
+fn broker_conformance_d3_offset_metadata_kept() {
     let addr = broker();
     let progress = new_topic(&addr, "d3-progress");
     let group = unique("d3-group");

@@ -1,9 +1,10 @@
-//! Kafka in, Kafka out, exactly once, against the real broker started by `scripts/kafka.sh`
-//! (or `WEIR_KAFKA`).
+//! Kafka in, Kafka out, exactly once, against the Apache Kafka broker started by
+//! `scripts/kafka.sh` (or `WEIR_KAFKA`).
 //!
-//! The committed output of topic B is read with the tests' own consumer code (tests/common/
-//! kafka.rs) and compared with an independent reference count of the log (tests/common), and
-//! audited by `weir verify`. Any (window, client) seen twice is a duplicate and fails.
+//! The committed output of topic B is read by a plain `read_committed` consumer (tests/common/
+//! kafka.rs, not weir's code), compared with an independent reference count of the log
+//! (tests/common), and audited by `weir verify`. Any (window, client) seen twice is a duplicate
+//! and fails.
 
 mod common;
 
@@ -56,9 +57,7 @@ fn a_bounded_run_ends_while_barriers_are_requested() {
 /// A job resumes each partition at the offset its checkpoint holds, which is usually inside a
 /// record batch. 3,000 records sent within one linger go to the broker as one batch (or a few);
 /// a reader positioned anywhere in them, including inside the last batch, must read exactly
-/// the records from there to the end. (tansu 0.4 serves fetches only from batch starts, and a
-/// reader positioned inside the last batch used to wait forever: a resumed bounded run never
-/// ended.)
+/// the records from there to the end.
 #[test]
 fn a_reader_positioned_inside_a_record_batch_reads_on_to_the_end() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -114,8 +113,9 @@ fn a_reader_positioned_inside_a_record_batch_reads_on_to_the_end() {
 
 /// A second run with the job's transactional id takes it over (as when a run thought dead on
 /// another machine comes back): its `init_transactions` fences the first run, then it refuses to
-/// go on, having no checkpoint of the job in its own folder. The fenced run must stop with an
-/// error that says so, and running it again from its folder must complete the job with nothing
+/// go on, having no checkpoint of the job in its own folder. The fenced run must stop, at its
+/// next transactional call, with an error that says it was fenced and names the transactional
+/// id (not a timeout), and running it again from its folder must complete the job with nothing
 /// lost or doubled.
 #[test]
 fn a_fenced_run_stops_and_the_output_stays_exactly_once() {
@@ -171,6 +171,11 @@ fn a_fenced_run_stops_and_the_output_stays_exactly_once() {
     p.check("after a takeover");
 }
 
+/// `weir run` is killed with SIGKILL at seeded random moments, and every fourth time inside a
+/// commit window (its checkpoint durable, its transaction holding records but not committed),
+/// and restarted each time. A plain `read_committed` consumer must then read exactly the
+/// reference counts, and the topic must hold records that it did not show: those of the
+/// transactions the kills left open, which the next run's `init_transactions` aborted.
 #[test]
 fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     let kills: usize = std::env::var("WEIR_CRASH_KILLS")
@@ -249,25 +254,17 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     );
     assert!(in_commit_window > 0, "no kill landed in a commit window");
     eprintln!("{killed} kills ({resumed} in resumed runs, {in_commit_window} in a commit window)");
-    let report = p.check(&format!("after {killed} kills"));
-    if !full_txn() {
-        // tansu shows aborted records to read_committed readers: read as if it did not, the
-        // same output must fail the audit, or the header resolution above proved nothing.
-        let aborted: u64 = report
-            .split("; ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .and_then(|n| n.replace(',', "").parse().ok())
-            .unwrap_or_else(|| panic!("no count of aborted records in: {report}"));
-        assert!(
-            aborted > 0,
-            "{killed} kills left no aborted record: {report}"
-        );
-        let naive = p.verify(false);
-        let text = String::from_utf8_lossy(&naive.stdout);
-        assert_eq!(naive.status.code(), Some(1), "{text}");
-        assert!(text.contains("NOT CLEAN"), "{text}");
-    }
+    p.check(&format!("after {killed} kills"));
+    let (written, committed) = (count_records(&p.b, false), count_records(&p.b, true));
+    assert!(
+        written > committed,
+        "the kills in commit windows left no aborted record: {written} records written, \
+         {committed} committed"
+    );
+    eprintln!(
+        "{} records of aborted transactions in the topic, none of them read",
+        written - committed
+    );
 }
 
 /// Reads the run's stderr until it says it entered its `nth` commit window (checkpoint durable,

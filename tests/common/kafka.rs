@@ -1,13 +1,11 @@
 //! Kafka helpers of the end-to-end tests: the broker's address, unique names, and this file's
-//! own reader of a job's committed output (independent of weir's code), resolving the records
-//! of aborted transactions from the `weir-epoch` / `weir-attempt` headers and the job's commit
-//! markers on brokers that show them (tansu 0.4; `WEIR_KAFKA_FULL_TXN` unset).
+//! own reader of a job's committed output: a plain `read_committed` librdkafka consumer,
+//! independent of weir's code.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::*;
@@ -19,10 +17,6 @@ pub fn broker() -> String {
             std::env::var("WEIR_KAFKA_PORT").unwrap_or_else(|_| "9092".into())
         )
     })
-}
-
-pub fn full_txn() -> bool {
-    std::env::var("WEIR_KAFKA_FULL_TXN").is_ok_and(|v| v == "1")
 }
 
 pub fn unique(name: &str) -> String {
@@ -46,33 +40,6 @@ pub fn consumer(group: &str) -> BaseConsumer {
         .set("isolation.level", "read_committed")
         .create()
         .expect("consumer")
-}
-
-/// `epoch → attempt that committed it`, and the last committed epoch: the epoch is the
-/// progress group's committed offset; the attempt is the highest one among the job's commit
-/// markers for that epoch (attempts run one after another, and none writes an epoch that an
-/// earlier attempt committed).
-pub fn committed_attempts(group: &str) -> (BTreeMap<u64, u64>, u64) {
-    let last =
-        committed_epoch(group).unwrap_or_else(|| panic!("group {group} committed no progress"));
-    let mut by_epoch = BTreeMap::new();
-    read_partition("weir-commits", 0, false, &mut |m| {
-        if m.key() != Some(group.as_bytes()) {
-            return;
-        }
-        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-        let (epoch, attempt) = (v["epoch"].as_u64().unwrap(), v["attempt"].as_u64().unwrap());
-        if epoch <= last {
-            let a = by_epoch.entry(epoch).or_insert(attempt);
-            *a = (*a).max(attempt);
-        }
-    });
-    assert_eq!(
-        by_epoch.len() as u64,
-        last,
-        "a commit marker for every committed epoch"
-    );
-    (by_epoch, last)
 }
 
 /// The last epoch the job of `group` committed (its progress offset), if any.
@@ -144,37 +111,32 @@ pub fn read_partition(
     }
 }
 
-/// The committed output of `topic`: counts, and the (window, client) pairs seen more than once.
-pub fn read_output(topic: &str, group: &str) -> (Counts, Vec<(i64, String)>) {
+/// The partition count of `topic`.
+pub fn partitions(topic: &str) -> i32 {
     let c = consumer(&unique("meta"));
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
-    let partitions = md.topics()[0].partitions().len() as i32;
-    let resolve = (!full_txn()).then(|| committed_attempts(group));
+    md.topics()[0].partitions().len() as i32
+}
+
+/// How many records of `topic` a reader sees: every one written (`read_uncommitted`, those of
+/// aborted transactions included) or only the committed ones.
+pub fn count_records(topic: &str, read_committed: bool) -> u64 {
+    let mut n = 0;
+    for p in 0..partitions(topic) {
+        read_partition(topic, p, read_committed, &mut |_| n += 1);
+    }
+    n
+}
+
+/// The committed output of `topic` as a plain `read_committed` consumer sees it: counts, and
+/// the (window, client) pairs seen more than once.
+pub fn read_output(topic: &str) -> (Counts, Vec<(i64, String)>) {
     let mut counts = Counts::new();
     let mut doubled = Vec::new();
-    for p in 0..partitions {
+    for p in 0..partitions(topic) {
         read_partition(topic, p, true, &mut |m| {
-            if let Some((attempts, last)) = &resolve {
-                let headers = m.headers().expect("weir-epoch / weir-attempt headers");
-                let mut epoch = None;
-                let mut attempt = None;
-                for h in headers.iter() {
-                    let v: Option<u64> = h
-                        .value
-                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-                    match h.key {
-                        "weir-epoch" => epoch = v,
-                        "weir-attempt" => attempt = v,
-                        _ => {}
-                    }
-                }
-                let (epoch, attempt) = (epoch.unwrap(), attempt.unwrap());
-                if epoch > *last || attempts.get(&epoch) != Some(&attempt) {
-                    return; // a record of an aborted transaction
-                }
-            }
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
             let key = (
                 v["window_start"].as_i64().unwrap(),
@@ -285,12 +247,12 @@ impl Pipeline {
     /// against the reference count of the log, and with `weir verify` (exit 0, clean).
     /// Returns verify's report.
     pub fn check(&self, ctx: &str) -> String {
-        let (got, doubled) = read_output(&self.b, &self.group);
+        let (got, doubled) = read_output(&self.b);
         assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
         let (expected, _) = reference(&std::fs::read(&self.log).unwrap(), 5_000, 0);
         assert_counts_eq(&got, &expected, ctx);
 
-        let out = self.verify(!full_txn());
+        let out = self.verify();
         let report = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(
             out.status.code(),
@@ -336,9 +298,8 @@ impl Pipeline {
         self.check(&format!("after a broker {what}"));
     }
 
-    /// `weir verify --input A --output B --group G`, resolving aborted records from the
-    /// records' headers when `resolve_aborted` (tansu).
-    pub fn verify(&self, resolve_aborted: bool) -> Output {
+    /// `weir verify --input A --output B --group G`.
+    pub fn verify(&self) -> Output {
         output(
             weir().args([
                 "verify",
@@ -348,8 +309,6 @@ impl Pipeline {
                 &self.ub,
                 "--group",
                 &self.group,
-                "--broker-filters-aborted",
-                if resolve_aborted { "false" } else { "true" },
             ]),
             "weir verify",
         )

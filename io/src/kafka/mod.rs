@@ -2,15 +2,15 @@
 //!
 //! * [`KafkaUrl`]: `kafka://HOST:PORT/TOPIC`, the one way every command names a topic.
 //! * [`connect`]: a reachability check that fails within seconds, naming the address.
-//! * [`ensure_topic`]: creates a topic with the admin API (brokers such as tansu do not create
-//!   topics on produce).
+//! * [`ensure_topic`]: creates a topic with the admin API (brokers that run with
+//!   `auto.create.topics.enable=false`, as production clusters and scripts/kafka.sh's do, create
+//!   none on produce).
 //! * [`load`]: a log file into a topic, one record per line.
 //! * [`reader`]: one consumer per input partition, positioned explicitly, `read_committed`, never
 //!   auto-committing.
 //! * [`txn`]: the transactional producer of the two-phase-commit sink and the progress record
 //!   (the progress group's committed offset) that makes a Kafka commit the one decision point.
-//! * [`records`]: the output record format (key, JSON value, `weir-epoch` / `weir-attempt`
-//!   headers).
+//! * [`records`]: the output record format (key, JSON or CSV value) and the progress record.
 //!
 //! All calls are blocking and run on weir's own threads: librdkafka has its own I/O threads and
 //! no async runtime is needed.

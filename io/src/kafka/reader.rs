@@ -23,16 +23,7 @@ pub struct PartitionReader {
     partition: i32,
     next: i64,
     held: Option<(i64, Vec<u8>)>,
-    /// Since when the reader waits for the broker's first answer (a record or the end of the
-    /// partition) after positioning; `None` once it came (see [`PartitionReader::read`]).
-    unchecked_since: Option<Instant>,
 }
-
-/// How long a reader positioned at an offset waits for a first record or the end of the
-/// partition before it concludes the broker cannot serve from inside a record batch and reads
-/// from the start of the partition instead. A broker that can answers within
-/// `fetch.wait.max.ms` (50 ms).
-const START_WAIT: Duration = Duration::from_secs(2);
 
 /// What one [`PartitionReader::read`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +66,6 @@ impl PartitionReader {
             partition,
             next,
             held: None,
-            unchecked_since: Some(Instant::now()),
         })
     }
 
@@ -96,16 +86,6 @@ impl PartitionReader {
 
     /// Appends the next run of consecutive messages to `buf` as lines, until `max_bytes` are in
     /// `buf`, a gap in offsets, the end of what is available, or `timeout`.
-    ///
-    /// Defences against brokers that serve fetches only from the start of a record batch
-    /// (tansu 0.4 answers a fetch at an offset inside a batch with the batches that start after
-    /// it): a record below the next expected offset (a batch served again) is dropped; and if
-    /// after positioning the first record is beyond the requested offset (the broker skipped to
-    /// the next batch), or neither a record nor the end of the partition comes within
-    /// [`START_WAIT`] (the offset is inside the last batch, so nothing starts after it), the
-    /// reader goes back to the start of the partition and skips forward to the requested offset.
-    /// On Kafka, where a gap at the start can only be a transaction marker or compaction, that
-    /// costs one re-read and changes nothing.
     pub fn read(&mut self, buf: &mut Vec<u8>, max_bytes: usize, timeout: Duration) -> Result<Run> {
         let mut run = Run {
             first: self.position(),
@@ -125,13 +105,6 @@ impl PartitionReader {
                 .consumer
                 .poll(if run.lines > 0 { Duration::ZERO } else { wait })
             else {
-                if self
-                    .unchecked_since
-                    .is_some_and(|t| t.elapsed() >= START_WAIT)
-                {
-                    self.unchecked_since = None;
-                    self.rewind()?;
-                }
                 if run.lines > 0 || Instant::now() >= deadline {
                     break;
                 }
@@ -141,15 +114,6 @@ impl PartitionReader {
                 Ok(m) => {
                     let value = m.payload().unwrap_or_default();
                     let offset = m.offset();
-                    if offset < self.next {
-                        continue; // served again, or below the requested start
-                    }
-                    // The first answer after positioning: is it at the requested offset?
-                    if self.unchecked_since.take().is_some() && offset > self.next {
-                        drop(m);
-                        self.rewind()?;
-                        continue;
-                    }
                     if run.lines > 0 && offset != self.next {
                         // A gap: this message starts the next run.
                         self.held = Some((offset, value.to_vec()));
@@ -163,7 +127,6 @@ impl PartitionReader {
                     self.next = offset + 1;
                 }
                 Err(KafkaError::PartitionEOF(_)) => {
-                    self.unchecked_since = None;
                     if let Some(pos) = position(&self.consumer, &self.url, self.partition) {
                         self.next = self.next.max(pos);
                     }
@@ -180,11 +143,6 @@ impl PartitionReader {
             }
         }
         Ok(run)
-    }
-
-    /// Re-reads the partition from its beginning (records below `next` are then dropped).
-    fn rewind(&mut self) -> Result<()> {
-        assign(&self.consumer, &self.url, self.partition, Offset::Beginning)
     }
 }
 
@@ -242,8 +200,8 @@ pub struct RecordReader {
 
 impl RecordReader {
     /// Opens `url`'s `partition`, to be read up to `end` (`None`: the end offset now).
-    /// `read_committed` hides records of open and (on a broker that filters them) aborted
-    /// transactions; otherwise every record is read.
+    /// `read_committed` hides the records of open and aborted transactions; otherwise every
+    /// record is read.
     pub fn open(
         url: &KafkaUrl,
         partition: i32,
@@ -278,8 +236,7 @@ impl RecordReader {
         })
     }
 
-    /// Calls `f` with every record below the end offset, once each (a record a broker serves
-    /// again is skipped); returns how many. Fails if nothing arrives for 30 s before the end
+    /// Calls `f` with every record below the end offset; returns how many. Fails if nothing arrives for 30 s before the end
     /// is reached (an open transaction holds a `read_committed` reader back).
     pub fn read_to_end(
         &mut self,
@@ -290,7 +247,6 @@ impl RecordReader {
         let mut last_progress = Instant::now();
         while next < self.end {
             match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) if m.offset() < next => {}
                 // Past the end: everything below it has been seen.
                 Some(Ok(m)) if m.offset() >= self.end => next = self.end,
                 Some(Ok(m)) => {

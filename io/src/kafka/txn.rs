@@ -17,14 +17,11 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, DefaultProducerContext};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::records::{
-    CommitMarker, Progress, ATTEMPT_HEADER, COMMITS_TOPIC, EPOCH_HEADER, PROGRESS_TOPIC,
-};
+use super::records::{Progress, PROGRESS_TOPIC};
 use super::{client_config, send_waiting, KafkaIoError, Result};
 
 /// Time allowed for a transactional call (init, commit, abort) before the run fails.
@@ -134,29 +131,10 @@ impl JobProducer {
         Ok(())
     }
 
-    /// Sends one result record of `epoch`, waiting while the producer's queue is full.
-    pub fn send(
-        &mut self,
-        topic: &str,
-        key: &[u8],
-        value: &[u8],
-        epoch: u64,
-        attempt: u64,
-    ) -> Result<()> {
-        let (mut e, mut a) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: EPOCH_HEADER,
-                value: Some(e.format(epoch)),
-            })
-            .insert(Header {
-                key: ATTEMPT_HEADER,
-                value: Some(a.format(attempt)),
-            });
-        let record = BaseRecord::to(topic)
-            .key(key)
-            .payload(value)
-            .headers(headers);
+    /// Sends one result record into the open transaction, waiting while the producer's queue is
+    /// full.
+    pub fn send(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let record = BaseRecord::to(topic).key(key).payload(value);
         send_waiting(&self.producer, record, &self.opts.brokers).map_err(|e| self.fatal(e))
     }
 
@@ -181,18 +159,7 @@ impl JobProducer {
     /// Commits `progress` and `inputs` (`(topic, partition, next offset)`) with everything sent
     /// since [`JobProducer::begin`]: one transaction. At least once: flushes, then commits the
     /// offsets.
-    pub fn commit(
-        &mut self,
-        progress: &Progress,
-        marker: &CommitMarker,
-        inputs: &[(String, i32, i64)],
-    ) -> Result<()> {
-        let value = serde_json::to_vec(marker).expect("serialisable");
-        let record = BaseRecord::<str, [u8]>::to(COMMITS_TOPIC)
-            .key(&self.opts.group)
-            .payload(&value)
-            .partition(0);
-        send_waiting(&self.producer, record, &self.opts.brokers).map_err(|e| self.fatal(e))?;
+    pub fn commit(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
         let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
         let meta = serde_json::to_string(progress).expect("serialisable");
         tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))
@@ -277,14 +244,6 @@ pub fn read_progress(
         })?;
     let progress = match committed.find_partition(PROGRESS_TOPIC, 0) {
         Some(e) => match e.offset() {
-            // tansu 0.4 keeps committed offsets but not their metadata: the offset alone is the
-            // epoch, and the manifest hash is unknown.
-            Offset::Offset(epoch) if e.metadata().is_empty() => Some(Progress {
-                job: String::new(),
-                epoch: epoch as u64,
-                manifest: String::new(),
-                finished: false,
-            }),
             Offset::Offset(epoch) => {
                 let p: Progress =
                     serde_json::from_str(e.metadata()).map_err(|err| KafkaIoError::Protocol {
@@ -324,32 +283,6 @@ pub fn read_progress(
     Ok((progress, offsets))
 }
 
-/// Every commit marker of `job` on [`COMMITS_TOPIC`], aborted ones included where the broker
-/// shows them (read to the end offset found at the start).
-pub fn read_markers(brokers: &str, job: &str) -> Result<Vec<CommitMarker>> {
-    let url = super::KafkaUrl {
-        brokers: brokers.to_owned(),
-        topic: COMMITS_TOPIC.to_owned(),
-    };
-    if super::connect(&url)?.is_none() {
-        return Ok(Vec::new());
-    }
-    let group = format!("{job}-markers");
-    let mut reader = super::reader::RecordReader::open(&url, 0, &group, false, None)?;
-    let mut markers = Vec::new();
-    reader.read_to_end(&mut |m| {
-        if m.key() == Some(job.as_bytes()) {
-            if let Some(m) = m
-                .payload()
-                .and_then(|v| serde_json::from_slice::<CommitMarker>(v).ok())
-            {
-                markers.push(m);
-            }
-        }
-    })?;
-    Ok(markers)
-}
-
 /// Whether `code` says another producer took the transactional id.
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
     // librdkafka's transactional calls report both broker codes as its own `__FENCED`.
@@ -377,8 +310,7 @@ fn txn_error(opts: &ProducerOptions, what: &str, e: KafkaError) -> KafkaIoError 
             &opts.brokers,
             format!(
                 "{what} (transactional id {:?}) got no answer within {} s: the broker is down \
-                 or overloaded, or another run with this transactional id fenced this one (tansu \
-                 does not answer a fenced producer's commit)",
+                 or overloaded",
                 opts.transactional_id,
                 TXN_CALL_TIMEOUT.as_secs()
             ),
