@@ -526,7 +526,7 @@ fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {
     }
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "weir: {} lines read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions{})",
+        "weir: {} lines read in {:.2} s ({} /s), {} counted, {} malformed, {} late; {} windows, {} result records in {} transactions{}",
         thousands(s.parse.lines),
         secs,
         thousands((s.parse.lines as f64 / secs) as u64),
@@ -536,7 +536,7 @@ fn print_kafka_summary(s: &kafka_run::KafkaRunSummary, file: bool) {
         thousands(s.job.windows_fired),
         thousands(s.records),
         thousands(s.commits),
-        if s.resumed_from > 0 { format!(", resumed from epoch {}", s.resumed_from) } else { String::new() },
+        if s.resumed_from > 0 { format!("; resumed from epoch {}", s.resumed_from) } else { String::new() },
     );
     if !s.parse.examples.is_empty() {
         eprintln!("weir: first malformed lines:");

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
@@ -195,37 +193,24 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     loop {
         runs += 1;
         assert!(runs < kills * 10 + 50, "no progress after {runs} runs");
-        let mut child = spawn(&args);
+        let mut run = Watched::spawn(&args);
         if killed < kills {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let err = if killed % 4 == 3 {
-                // Aimed: inside the first, second or third commit window of a transaction
-                // with records (so there are aborted records to see).
-                match kill_in_commit_window(&mut child, 1 + (seed >> 40) % 3) {
-                    Ok(err) => Some(err),
-                    Err(err) => {
-                        let status = child.wait().unwrap();
-                        assert!(status.success(), "run {runs}: {err}");
-                        break; // it ended first: the input is consumed
-                    }
-                }
+            let aimed = killed % 4 == 3;
+            let in_time = if aimed {
+                // Inside the first, second or third commit window of a transaction with
+                // records (so there are aborted records to see).
+                run.until(commit_windows_with_records(1 + (seed >> 40) as usize % 3))
             } else {
                 // A run needs about a second to connect and commit its first epoch; kill
                 // anywhere from before that to a few epochs later.
                 std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 3000));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    let mut err = String::new();
-                    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                    Some(err)
-                } else {
-                    None
-                }
+                run.child.try_wait().unwrap().is_none()
             };
-            if let Some(err) = err {
+            if in_time {
+                let err = run.kill(); // SIGKILL
                 killed += 1;
                 resumed += usize::from(err.contains("resuming from epoch"));
                 in_commit_window += usize::from(
@@ -236,12 +221,9 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
                 continue;
             }
         }
-        let res = wait_at_most(child, COMMAND_LIMIT, &format!("run {runs}"));
-        assert!(
-            res.status.success(),
-            "run {runs}: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        // Enough kills, or the run ended before the kill: the input is consumed.
+        let (status, err) = run.finish(COMMAND_LIMIT);
+        assert!(status.success(), "run {runs}: {err}");
         break;
     }
     assert!(
@@ -267,42 +249,58 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
     );
 }
 
-/// Reads the run's stderr until it says it entered its `nth` commit window (checkpoint durable,
-/// transaction not committed; the window lasts `--test-commit-delay`) of a transaction that holds
-/// records, then SIGKILLs it there: those records are left in an aborted transaction.
-/// `Ok(stderr)` when killed; `Err(stderr)` when the run ended before that window.
-fn kill_in_commit_window(child: &mut std::process::Child, nth: u64) -> Result<String, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+/// A run paused (SIGSTOP) inside a transaction that holds records, for longer than its
+/// `--transaction-timeout`: the broker aborts the transaction (the test waits for that: the
+/// output's last stable offset catches up with its high watermark). On SIGCONT the run must
+/// notice and stop with an error that says what happened, or recover; run again until it
+/// completes, the output is exactly the reference.
+#[test]
+fn a_run_paused_past_its_transaction_timeout_leaves_the_output_exactly_once() {
+    let p = Pipeline::new("paused", "40000", "13", "3");
+    let mut args = p.run_args();
+    args.retain(|a| *a != "-q");
+    args.extend([
+        "--test-read-delay",
+        "40ms",
+        "--test-commit-delay",
+        "20ms",
+        "--transaction-timeout",
+        "3s",
+    ]);
+    let mut run = Watched::spawn(&args);
+    assert!(
+        run.until(commit_windows_with_records(2)),
+        "the run ended before its second commit window: {}",
+        run.text
+    );
+    let pid = run.child.id();
+    signal(pid, "-STOP");
+    let paused = Instant::now();
+    assert!(!no_open_transaction(&p.b), "the paused run's transaction is not open");
+    while !no_open_transaction(&p.b) {
+        if paused.elapsed() > Duration::from_secs(60) {
+            signal(pid, "-CONT");
+            panic!("the broker did not abort the paused run's transaction within 60 s");
         }
-    });
-    let (mut text, mut seen) = (String::new(), 0);
-    loop {
-        match rx.recv_timeout(COMMAND_LIMIT) {
-            Ok(line) => {
-                text.push_str(&line);
-                text.push('\n');
-                if line.contains("commit window") && !line.contains("(0 records") {
-                    seen += 1;
-                    if seen == nth {
-                        child.kill().unwrap(); // SIGKILL
-                        child.wait().unwrap();
-                        return Ok(text);
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                child.kill().unwrap();
-                panic!("the run said nothing for {COMMAND_LIMIT:?}; killed:\n{text}");
-            }
-            Err(RecvTimeoutError::Disconnected) => return Err(text),
-        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    eprintln!(
+        "the broker aborted the transaction {:.1} s into the pause",
+        paused.elapsed().as_secs_f64()
+    );
+    signal(pid, "-CONT");
+    let (status, said) = run.finish(COMMAND_LIMIT);
+    eprintln!("the paused run ended with {status}: {said}");
+    if !status.success() {
+        let last = said.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            last.contains("past its transaction timeout of 3.0 s")
+                && last.contains(&format!("{:?}", p.group)),
+            "the paused run stopped without saying its transaction timed out: {said}"
+        );
+        run_ok(&p.run_args());
+    }
+    p.check("after a pause past the transaction timeout");
 }
 
 #[test]

@@ -264,36 +264,36 @@ impl Pipeline {
         report
     }
 
-    /// Runs the job with slowed reads and calls `disrupt` (`what` names it) 2.5 s in, while the
-    /// run is reading and committing. The run rides it out or stops with an error; then it is
-    /// run again, from its last commit, until it completes (five runs at most). Then `check`.
-    pub fn survive(&self, what: &str, disrupt: impl FnOnce()) {
+    /// Runs the job with slowed reads and a pause in each commit window, and calls `disrupt`
+    /// (`what` names it) when the run says it entered its `nth` commit window of a transaction
+    /// holding records: mid-transaction, records sent, commit not yet sent. The run rides it out
+    /// or stops with an error; then it is run again, from its last commit, until it completes
+    /// (five runs at most). Then `check`.
+    pub fn survive(&self, what: &str, nth: usize, disrupt: impl FnOnce()) {
         let mut args = self.run_args();
         args.retain(|a| *a != "-q");
-        args.extend(["--test-read-delay", "40ms"]);
-        let mut child = spawn(&args);
-        std::thread::sleep(Duration::from_millis(2500));
+        args.extend(["--test-read-delay", "40ms", "--test-commit-delay", "20ms"]);
+        let mut run = Watched::spawn(&args);
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before the {what}"
+            run.until(commit_windows_with_records(nth)),
+            "the run ended before its commit window {nth}: {}",
+            run.text
         );
         disrupt();
         let started = Instant::now();
-        let mut res = wait_at_most(child, COMMAND_LIMIT, &format!("the run through the {what}"));
+        let (mut status, mut err) = run.finish(COMMAND_LIMIT);
         let mut runs = 1;
-        while !res.status.success() {
-            eprintln!(
-                "run {runs} failed: {}",
-                String::from_utf8_lossy(&res.stderr)
-            );
+        while !status.success() {
+            eprintln!("run {runs} failed: {err}");
             runs += 1;
             assert!(runs <= 5, "no successful run after the {what}");
-            res = output(weir().args(&args), &format!("run {runs}"));
+            let res = output(weir().args(&args), &format!("run {runs}"));
+            status = res.status;
+            err = String::from_utf8_lossy(&res.stderr).into_owned();
         }
         eprintln!(
-            "completed {:.1} s after the {what} in {runs} run(s): {}",
+            "completed {:.1} s after the {what} in {runs} run(s): {err}",
             started.elapsed().as_secs_f64(),
-            String::from_utf8_lossy(&res.stderr)
         );
         self.check(&format!("after a broker {what}"));
     }
@@ -313,4 +313,110 @@ impl Pipeline {
             "weir verify",
         )
     }
+}
+
+/// A predicate over a run's stderr lines (with `--test-commit-delay`) that holds at the `nth`
+/// announced commit window whose transaction holds records.
+pub fn commit_windows_with_records(nth: usize) -> impl FnMut(&str) -> bool {
+    let mut seen = 0;
+    move |line| {
+        if line.contains("commit window") && !line.contains("(0 records") {
+            seen += 1;
+        }
+        seen == nth
+    }
+}
+
+/// A broker of a test's own, on 127.0.0.1:`port`, started by `scripts/kafka.sh` (with
+/// `WEIR_KAFKA_PORT`) for tests that freeze, kill or restart it, so that the shared broker and
+/// the other tests are left alone. Every helper of this file talks to it once it is started
+/// (one such test per binary: nothing else reads the variables meanwhile); it is stopped when
+/// dropped, however the test ends.
+pub struct OwnBroker {
+    port: u16,
+}
+
+impl OwnBroker {
+    /// Starts a fresh broker on `port` (its controller takes `port + 1`).
+    pub fn start(port: u16) -> Self {
+        // Before any client exists: nothing else reads the environment meanwhile.
+        std::env::remove_var("WEIR_KAFKA");
+        std::env::set_var("WEIR_KAFKA_PORT", port.to_string());
+        let b = Self { port };
+        b.sh("start");
+        b
+    }
+
+    /// `scripts/kafka.sh CMD` for this broker; panics with its stderr if it fails.
+    pub fn sh(&self, cmd: &str) -> std::process::Output {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg(cmd)
+            .env("WEIR_KAFKA_PORT", self.port.to_string())
+            .env_remove("WEIR_KAFKA")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh {cmd} (port {}): {}",
+            self.port,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The broker's process id, from `scripts/kafka.sh status`.
+    pub fn pid(&self) -> u32 {
+        let out = String::from_utf8(self.sh("status").stdout).unwrap();
+        let pid = out.split("(pid ").nth(1).and_then(|s| s.split(')').next());
+        pid.and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {out:?}"))
+    }
+
+    /// Sends `sig` (`-STOP`, `-CONT`, `-KILL`) to the broker's process.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh"))
+            .arg("stop")
+            .env("WEIR_KAFKA_PORT", self.port.to_string())
+            .env_remove("WEIR_KAFKA")
+            .status();
+    }
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-KILL`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Whether every partition of `topic` is stable: no transaction holds records open in it (its
+/// last stable offset, which a `read_committed` consumer's end-offset query returns, has caught
+/// up with its high watermark).
+pub fn no_open_transaction(topic: &str) -> bool {
+    let committed = consumer(&unique("lso"));
+    let uncommitted: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("broker.address.family", "v4")
+        .set("group.id", unique("hw"))
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    (0..partitions(topic)).all(|p| {
+        let t = Duration::from_secs(10);
+        let (_, stable) = committed.fetch_watermarks(topic, p, t).unwrap();
+        let (_, high) = uncommitted.fetch_watermarks(topic, p, t).unwrap();
+        stable == high
+    })
 }

@@ -269,3 +269,89 @@ pub fn assert_counts_eq(got: &Counts, expected: &Counts, ctx: &str) {
         expected.values().sum::<u64>()
     );
 }
+
+/// A running `weir` whose stderr is read line by line as it comes, so a test can act at a
+/// moment the run announces (a commit window, a resume) instead of after a sleep.
+pub struct Watched {
+    /// The process.
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Its stderr so far.
+    pub text: String,
+}
+
+impl Watched {
+    /// Starts `weir` with `args` (stdout discarded).
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = spawn(args);
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            text: String::new(),
+        }
+    }
+
+    /// Reads stderr until a line for which `pred` holds (true) or the end of stderr, i.e. of
+    /// the run (false). Kills the run and panics if it says nothing for [`COMMAND_LIMIT`].
+    pub fn until(&mut self, mut pred: impl FnMut(&str) -> bool) -> bool {
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            match self.lines.recv_timeout(COMMAND_LIMIT) {
+                Ok(line) => {
+                    self.text.push_str(&line);
+                    self.text.push('\n');
+                    if pred(&line) {
+                        return true;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return false,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "the run said nothing for {COMMAND_LIMIT:?}; killed:\n{}",
+                        self.text
+                    );
+                }
+            }
+        }
+    }
+
+    /// SIGKILLs the run; returns its stderr.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.until(|_| false);
+        self.text
+    }
+
+    /// Waits for the run's end (killing it and panicking past `limit`); returns its exit status
+    /// and its whole stderr.
+    pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let text = self.kill();
+                panic!("still running after {limit:?}; killed. Its stderr:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.until(|_| false);
+        (status, self.text)
+    }
+}

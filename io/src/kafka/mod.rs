@@ -74,6 +74,27 @@ pub enum KafkaIoError {
         /// librdkafka's words.
         reason: String,
     },
+    /// The broker aborted the open transaction because it outlived `transaction.timeout.ms`
+    /// (the process was paused or cut off), and fenced the producer.
+    #[error(
+        "Kafka broker {addr}: the broker aborted this run's transaction (transactional id \
+             {id:?}): it had been open for {open_secs:.1} s, past its transaction timeout of \
+             {timeout_secs:.1} s (was the process paused, or cut off from the broker?). Nothing \
+             of it was committed; run the same command again to resume from the last commit \
+             ({reason})"
+    )]
+    TransactionTimedOut {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The transactional id.
+        id: String,
+        /// How long the transaction had been open.
+        open_secs: f64,
+        /// `transaction.timeout.ms`.
+        timeout_secs: f64,
+        /// librdkafka's words.
+        reason: String,
+    },
     /// Any other failed call.
     #[error("Kafka broker {addr}: {what}: {source}")]
     Call {

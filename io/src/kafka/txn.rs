@@ -12,7 +12,7 @@
 //! each checkpoint and the progress is committed as a plain offset commit afterwards, so a crash
 //! between the two repeats an epoch's output (the baseline of the exactly-once benchmark).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
@@ -73,7 +73,8 @@ pub struct JobProducer {
     producer: BaseProducer,
     group: BaseConsumer,
     opts: ProducerOptions,
-    in_txn: bool,
+    /// When the open transaction began (`None`: none is open).
+    txn_since: Option<Instant>,
 }
 
 impl JobProducer {
@@ -100,13 +101,13 @@ impl JobProducer {
         if opts.delivery == Delivery::ExactlyOnce {
             producer
                 .init_transactions(TXN_CALL_TIMEOUT)
-                .map_err(|e| txn_error(&opts, "init_transactions", e))?;
+                .map_err(|e| txn_error(&opts, None, "init_transactions", e))?;
         }
         Ok(Self {
             producer,
             group,
             opts,
-            in_txn: false,
+            txn_since: None,
         })
     }
 
@@ -122,11 +123,11 @@ impl JobProducer {
 
     /// Begins the transaction of the next epoch (exactly once only).
     pub fn begin(&mut self) -> Result<()> {
-        if self.opts.delivery == Delivery::ExactlyOnce && !self.in_txn {
+        if self.opts.delivery == Delivery::ExactlyOnce && self.txn_since.is_none() {
             self.producer
                 .begin_transaction()
-                .map_err(|e| txn_error(&self.opts, "begin_transaction", e))?;
-            self.in_txn = true;
+                .map_err(|e| self.txn_error("begin_transaction", e))?;
+            self.txn_since = Some(Instant::now());
         }
         Ok(())
     }
@@ -142,7 +143,7 @@ impl JobProducer {
     /// "fatal error" when the producer was fenced since the last transactional call.
     fn fatal(&self, e: KafkaIoError) -> KafkaIoError {
         match self.producer.client().fatal_error() {
-            Some((code, reason)) if is_fenced(code) => fenced(&self.opts, reason),
+            Some((code, reason)) if is_fenced(code) => self.fenced(reason),
             Some((_, reason)) => KafkaIoError::Protocol {
                 addr: self.opts.brokers.clone(),
                 what: format!("{e}; the producer failed for good: {reason}"),
@@ -177,13 +178,13 @@ impl JobProducer {
                 let sent = self
                     .producer
                     .send_offsets_to_transaction(&tpl, &cgm, TXN_CALL_TIMEOUT)
-                    .map_err(|e| txn_error(&self.opts, "send_offsets_to_transaction", e))
+                    .map_err(|e| self.txn_error("send_offsets_to_transaction", e))
                     .and_then(|()| {
                         self.producer
                             .commit_transaction(TXN_CALL_TIMEOUT)
-                            .map_err(|e| txn_error(&self.opts, "commit_transaction", e))
+                            .map_err(|e| self.txn_error("commit_transaction", e))
                     });
-                self.in_txn = false;
+                self.txn_since = None;
                 if sent.is_err() {
                     // Presumed abort: the epoch is repeated after a restart.
                     let _ = self.producer.abort_transaction(TXN_CALL_TIMEOUT);
@@ -199,6 +200,17 @@ impl JobProducer {
                     .map_err(|e| KafkaIoError::call(&self.opts.brokers, "commit offsets", e))
             }
         }
+    }
+
+    /// Why a transactional call failed.
+    fn txn_error(&self, what: &str, e: KafkaError) -> KafkaIoError {
+        txn_error(&self.opts, self.txn_since, what, e)
+    }
+
+    /// The producer lost its transactional id: fenced by another producer, or by the broker
+    /// for a transaction left open past its timeout.
+    fn fenced(&self, reason: String) -> KafkaIoError {
+        fenced(&self.opts, self.txn_since, reason)
     }
 
     fn group_metadata(&self) -> Result<ConsumerGroupMetadata> {
@@ -233,15 +245,28 @@ pub fn read_progress(
     for (topic, partition) in inputs {
         tpl.add_partition(topic, *partition);
     }
-    let committed = consumer
-        .committed_offsets(tpl, TXN_CALL_TIMEOUT)
-        .map_err(|e| {
-            KafkaIoError::call(
-                brokers,
-                format!("read committed offsets of group {group}"),
-                e,
-            )
-        })?;
+    // A broker that has just started (or moved the group's coordinator) answers "not the
+    // coordinator" or "loading" for a while: retry those until the call's time is up.
+    let deadline = std::time::Instant::now() + TXN_CALL_TIMEOUT;
+    let committed = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match consumer.committed_offsets(tpl.clone(), left) {
+            Ok(c) => break c,
+            Err(e)
+                if e.rdkafka_error_code().is_some_and(coordinator_not_ready)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(KafkaIoError::call(
+                    brokers,
+                    format!("read committed offsets of group {group}"),
+                    e,
+                ))
+            }
+        }
+    };
     let progress = match committed.find_partition(PROGRESS_TOPIC, 0) {
         Some(e) => match e.offset() {
             Offset::Offset(epoch) => {
@@ -283,6 +308,16 @@ pub fn read_progress(
     Ok((progress, offsets))
 }
 
+/// Whether `code` says the group's coordinator is not ready yet (retriable).
+fn coordinator_not_ready(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+    )
+}
+
 /// Whether `code` says another producer took the transactional id.
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
     // librdkafka's transactional calls report both broker codes as its own `__FENCED`.
@@ -294,7 +329,21 @@ fn is_fenced(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-fn fenced(opts: &ProducerOptions, reason: String) -> KafkaIoError {
+/// `Fenced`, or `TransactionTimedOut` when the open transaction (begun at `since`) outlived the
+/// transaction timeout: the broker then aborts it and bumps the producer's epoch, which the
+/// producer sees exactly as a fence.
+fn fenced(opts: &ProducerOptions, since: Option<Instant>, reason: String) -> KafkaIoError {
+    if let Some(open) = since.map(|t| t.elapsed()) {
+        if open >= opts.transaction_timeout {
+            return KafkaIoError::TransactionTimedOut {
+                addr: opts.brokers.clone(),
+                id: opts.transactional_id.clone(),
+                open_secs: open.as_secs_f64(),
+                timeout_secs: opts.transaction_timeout.as_secs_f64(),
+                reason,
+            };
+        }
+    }
     KafkaIoError::Fenced {
         addr: opts.brokers.clone(),
         id: opts.transactional_id.clone(),
@@ -302,9 +351,14 @@ fn fenced(opts: &ProducerOptions, reason: String) -> KafkaIoError {
     }
 }
 
-fn txn_error(opts: &ProducerOptions, what: &str, e: KafkaError) -> KafkaIoError {
+fn txn_error(
+    opts: &ProducerOptions,
+    since: Option<Instant>,
+    what: &str,
+    e: KafkaError,
+) -> KafkaIoError {
     if e.rdkafka_error_code().is_some_and(is_fenced) {
-        fenced(opts, e.to_string())
+        fenced(opts, since, e.to_string())
     } else if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut) {
         KafkaIoError::call(
             &opts.brokers,
