@@ -78,7 +78,8 @@ pub struct KafkaRunConfig {
     /// What is computed.
     pub job: JobOptions,
     /// Test hook: a pause inside the commit window (after the local checkpoint is durable,
-    /// before the Kafka commit), so crash tests can kill a run there. Zero in normal use.
+    /// before the Kafka commit; the records are flushed to the broker first and the window is
+    /// announced on stderr), so crash tests can kill a run there. Zero in normal use.
     pub commit_delay: Duration,
     /// Test hook: read at most 16 KiB at a time and pause this long after each read, so crash
     /// tests can kill a run mid-way. Zero in normal use.
@@ -875,6 +876,9 @@ impl KafkaSink {
             return Err(format!("checkpoint {} handed to the commit of {epoch}", c.epoch).into());
         }
         if !self.commit_delay.is_zero() {
+            // The records are on the broker when the window is announced: a test that kills
+            // or pauses the run there leaves them in an open transaction.
+            self.producer.flush()?;
             eprintln!(
                 "weir: commit window of epoch {epoch} ({} records in the transaction)",
                 self.open_records

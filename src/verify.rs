@@ -836,6 +836,7 @@ fn json_row(text: &str) -> std::result::Result<Row, String> {
 /// Notes whether the job of `group` finished, from its progress (the group's committed offset
 /// on the progress topic): a job still running, or stopped, has not delivered its last windows.
 fn note_progress(url: &KafkaUrl, group: &str, notes: &mut Vec<String>) -> Result<()> {
+    connect(url)?; // a dead broker is named within seconds
     let consumer = group_consumer(&url.brokers, group)?;
     let (progress, _) = read_progress(&consumer, &url.brokers, group, &[])?;
     match progress {

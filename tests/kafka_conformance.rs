@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders};
+use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use weir::io::kafka::{client_config, ensure_topic, KafkaUrl};
@@ -107,20 +107,9 @@ impl TxnProducer {
             .expect("begin_transaction");
     }
 
-    /// Produces one record to partition 0 of `topic`, with `headers`.
-    fn send(&self, topic: &str, key: &str, value: &str, headers: &[(&str, &str)]) {
-        let mut h = OwnedHeaders::new();
-        for (k, v) in headers {
-            h = h.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
-        }
-        let record = BaseRecord::to(topic)
-            .partition(0)
-            .key(key)
-            .payload(value)
-            .headers(h);
+    /// Produces one record to partition 0 of `topic`.
+    fn send(&self, topic: &str, key: &str, value: &str) {
+        let record = BaseRecord::to(topic).partition(0).key(key).payload(value);
         self.producer
             .send(record)
             .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
@@ -169,7 +158,6 @@ impl TxnProducer {
 struct Rec {
     key: String,
     value: String,
-    headers: Vec<(String, String)>,
 }
 
 fn consumer(addr: &str, isolation: &str, group: &str) -> BaseConsumer {
@@ -199,18 +187,9 @@ fn read(addr: &str, topic: &str, isolation: &str, want: usize, max: Duration) ->
         };
         let m = m.unwrap_or_else(|e| panic!("consume {topic} ({isolation}): {e}"));
         let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), text(h.value)))
-                    .collect()
-            })
-            .unwrap_or_default();
         out.push(Rec {
             key: text(m.key()),
             value: text(m.payload()),
-            headers,
         });
     }
     out
@@ -247,7 +226,7 @@ fn committed(addr: &str, group: &str, topic: &str, isolation: &str) -> Option<(i
 const RC: &str = "read_committed";
 const RU: &str = "read_uncommitted";
 
-/// a. The records of a committed transaction, with their keys and headers, are visible to a
+/// a. The records of a committed transaction, with their keys, are visible to a
 /// `read_committed` consumer.
 #[test]
 fn broker_conformance_a_committed_visible() {
@@ -257,12 +236,7 @@ fn broker_conformance_a_committed_visible() {
     p.begin();
     for i in 0..3 {
         let value = format!("committed-{i}");
-        p.send(
-            &topic,
-            &format!("k{i}"),
-            &value,
-            &[("weir-epoch", "1"), ("weir-attempt", "0")],
-        );
+        p.send(&topic, &format!("k{i}"), &value);
     }
     p.commit();
 
@@ -274,14 +248,6 @@ fn broker_conformance_a_committed_visible() {
     );
     for (i, r) in got.iter().enumerate() {
         assert_eq!(r.key, format!("k{i}"));
-        assert_eq!(
-            r.headers,
-            [
-                ("weir-epoch".to_owned(), "1".to_owned()),
-                ("weir-attempt".to_owned(), "0".to_owned())
-            ],
-            "headers of record {i}"
-        );
     }
 }
 
@@ -293,12 +259,12 @@ fn broker_conformance_b_open_invisible_until_commit() {
     let topic = new_topic(&addr, "b");
     let p = TxnProducer::new(&addr, &unique("txn-b"));
     p.begin();
-    p.send(&topic, "k", "first", &[]);
+    p.send(&topic, "k", "first");
     p.commit();
 
     p.begin();
     for i in 0..3 {
-        p.send(&topic, "k", &format!("open-{i}"), &[]);
+        p.send(&topic, "k", &format!("open-{i}"));
     }
     p.flush();
     // The open records reached the broker...
@@ -345,7 +311,7 @@ fn broker_conformance_c_offsets_commit_with_transaction() {
 
     // Epoch 7, aborted.
     p.begin();
-    p.send(&out, "k", "epoch-7", &[]);
+    p.send(&out, "k", "epoch-7");
     p.send_offset(&group_consumer, &progress, 7, r#"{"job":"c","epoch":7}"#);
     p.flush();
     assert_eq!(
@@ -363,7 +329,7 @@ fn broker_conformance_c_offsets_commit_with_transaction() {
     // Epoch 8, committed.
     let meta8 = r#"{"job":"c","epoch":8,"manifest":"0123456789abcdef"}"#;
     p.begin();
-    p.send(&out, "k", "epoch-8", &[]);
+    p.send(&out, "k", "epoch-8");
     p.send_offset(&group_consumer, &progress, 8, meta8);
     p.flush();
     assert_eq!(
@@ -381,7 +347,7 @@ fn broker_conformance_c_offsets_commit_with_transaction() {
 
     // Epoch 9: open, then aborted; epoch 8's offset stays.
     p.begin();
-    p.send(&out, "k", "epoch-9", &[]);
+    p.send(&out, "k", "epoch-9");
     p.send_offset(&group_consumer, &progress, 9, r#"{"job":"c","epoch":9}"#);
     p.flush();
     assert_eq!(
@@ -404,11 +370,11 @@ fn broker_conformance_d1_aborted_invisible() {
     let topic = new_topic(&addr, "d1");
     let p = TxnProducer::new(&addr, &unique("txn-d1"));
     p.begin();
-    p.send(&topic, "k", "aborted", &[]);
+    p.send(&topic, "k", "aborted");
     p.flush();
     p.abort();
     p.begin();
-    p.send(&topic, "k", "committed", &[]);
+    p.send(&topic, "k", "committed");
     p.commit();
     let got = read(&addr, &topic, RC, usize::MAX, Duration::from_secs(3));
     assert_eq!(
@@ -427,7 +393,7 @@ fn broker_conformance_d2_zombie_fenced() {
     let id = unique("txn-d2");
     let zombie = TxnProducer::new(&addr, &id);
     zombie.begin();
-    zombie.send(&topic, "k", "zombie", &[]);
+    zombie.send(&topic, "k", "zombie");
     zombie.flush();
 
     let successor = TxnProducer::new(&addr, &id);
@@ -448,7 +414,7 @@ fn broker_conformance_d2_zombie_fenced() {
         "the zombie's commit failed, but not as fenced: {commit:?}"
     );
     successor.begin();
-    successor.send(&topic, "k", "successor", &[]);
+    successor.send(&topic, "k", "successor");
     successor.commit();
     let got = read(&addr, &topic, RC, usize::MAX, Duration::from_secs(3));
     assert_eq!(

@@ -276,7 +276,10 @@ fn a_run_paused_past_its_transaction_timeout_leaves_the_output_exactly_once() {
     let pid = run.child.id();
     signal(pid, "-STOP");
     let paused = Instant::now();
-    assert!(!no_open_transaction(&p.b), "the paused run's transaction is not open");
+    assert!(
+        !no_open_transaction(&p.b),
+        "the paused run's transaction is not open"
+    );
     while !no_open_transaction(&p.b) {
         if paused.elapsed() > Duration::from_secs(60) {
             signal(pid, "-CONT");
@@ -324,8 +327,8 @@ fn a_dead_broker_is_named_within_seconds() {
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert!(err.contains("scripts/kafka.sh start"), "{err}");
     assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took {:?}",
+        started.elapsed() < Duration::from_secs(5),
+        "the dead broker was named after {:?}, not within 5 s",
         started.elapsed()
     );
 }

@@ -484,7 +484,7 @@ fn errors_are_usage_errors_naming_the_problem() {
     for bad in [
         &["--window", "0s"][..],
         &["--format", "xml"],
-        &["--broker-filters-aborted", "maybe"],
+        &["--examples", "many"],
     ] {
         assert_cannot_check(&verify_cli(&log, &out, bad));
     }

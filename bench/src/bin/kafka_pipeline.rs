@@ -1,15 +1,22 @@
-//! Kafka → Kafka on the local broker (`scripts/kafka.sh start`, or `WEIR_KAFKA`):
+//! Kafka → Kafka on the local Apache Kafka broker (`scripts/kafka.sh start`, or `WEIR_KAFKA`):
 //!
-//! 1. throughput of a bounded `weir run` (`stop_at_end`) with exactly-once delivery against
-//!    at-least-once (same job, same checkpoints, no transactions), alternating in one process so
-//!    both see the same machine; each run gets a fresh output topic, group and checkpoint folder.
-//! 2. end-to-end latency: lines produced live with the current time as event time, an unbounded
+//! 1. throughput of a bounded `weir run` (`stop_at_end`, `-p 2`, 1 s checkpoints) with
+//!    exactly-once delivery, against at-least-once (same job, same checkpoints, no transactions)
+//!    and against **the limit**: a plain librdkafka consumer (`read_committed`, the same fetch
+//!    settings as weir's partition readers) that reads the same input topic to its end and
+//!    discards the records. The three alternate in one process, round after round, so all see
+//!    the same machine; each run gets a fresh output topic, group and checkpoint folder.
+//! 2. peak memory: one more exactly-once run in a child process (this binary again), its peak
+//!    resident set (VmHWM) read from /proc; and the broker's VmHWM since it started.
+//! 3. end-to-end latency: lines produced live with the current time as event time, an unbounded
 //!    exactly-once run, and a `read_committed` reader of the output noting when each window's
 //!    first result becomes visible. Latency = that moment − the window's end (the arrival of its
-//!    last possible line).
+//!    last possible line); p50 and p99 over every window, with 1 s and 200 ms checkpoints. The
+//!    latency runs use 1 s windows, to measure five times as many windows per minute: a window's
+//!    size does not enter its latency (watermark past its end, then the next checkpoint's commit).
 //!
-//! `kafka_pipeline [LINES] [ROUNDS] [LIVE_SECS]` (defaults 1000000, 3, 60: LIVE_SECS of live
-//! lines per latency run, i.e. about LIVE_SECS / 5 - 1 windows measured).
+//! `kafka_pipeline [LINES] [ROUNDS] [LIVE_SECS]` (defaults 1000000, 3, 120: LIVE_SECS of live
+//! lines per latency run, about LIVE_SECS - 2 windows measured).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,11 +38,20 @@ use weir::kafka_run::{run, KafkaRunConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let broker = std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    if args.peek().is_some_and(|a| a == RSS_CHILD) {
+        // The child of `peak_rss`: one bounded exactly-once run of INPUT in DIR, named ID.
+        let input: KafkaUrl = args.nth(1).expect("INPUT").parse().expect("INPUT");
+        let (dir, id) = (args.next().expect("DIR"), args.next().expect("ID"));
+        let cfg = bounded(&broker, &input, dir.as_ref(), &id, Delivery::ExactlyOnce);
+        let s = run(&cfg, &|_| {}).unwrap();
+        println!("{}", s.parse.lines);
+        return;
+    }
     let lines: u64 = args.next().map_or(1_000_000, |a| a.parse().expect("LINES"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("ROUNDS"));
-    let live = Duration::from_secs(args.next().map_or(60, |a| a.parse().expect("LIVE_SECS")));
-    let broker = std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let live = Duration::from_secs(args.next().map_or(120, |a| a.parse().expect("LIVE_SECS")));
     let tag = unique();
     let tmp = std::env::temp_dir().join(format!("weir-kafka-bench-{tag}"));
     std::fs::create_dir_all(&tmp).unwrap();
@@ -61,22 +77,19 @@ fn main() {
 
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for round in 0..rounds {
+        let secs = read_to_end(&input, lines);
+        println!(
+            "round {round} {:>13}: {secs:.2} s, {:.0} lines/s",
+            "limit",
+            lines as f64 / secs
+        );
+        times.entry("limit").or_default().push(secs);
         for (name, delivery) in [
             ("exactly-once", Delivery::ExactlyOnce),
             ("at-least-once", Delivery::AtLeastOnce),
         ] {
-            let id = format!("bench-{tag}-{round}-{name}");
-            let mut cfg = KafkaRunConfig::new(
-                Source::Kafka(input.clone()),
-                url(&broker, &format!("{id}-out")),
-                tmp.join(&id),
-            );
-            cfg.group = id.clone();
-            cfg.transactional_id = id;
-            cfg.delivery = delivery;
-            cfg.stop_at_end = true;
-            cfg.job.parallelism = 2;
-            cfg.interval = Duration::from_secs(1);
+            let id = format!("{tag}-{round}-{name}");
+            let cfg = bounded(&broker, &input, &tmp, &id, delivery);
             let s = run(&cfg, &|_| {}).unwrap();
             assert_eq!(s.parse.lines, lines, "{name}: every line read");
             let secs = s.elapsed.as_secs_f64();
@@ -89,23 +102,141 @@ fn main() {
             times.entry(name).or_default().push(secs);
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    let mut median = |name: &str| {
+        let v = times.get_mut(name).unwrap();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        lines as f64 / v[v.len() / 2]
     };
-    let eo = median(times.get_mut("exactly-once").unwrap());
-    let alo = median(times.get_mut("at-least-once").unwrap());
+    let (limit, eo, alo) = (
+        median("limit"),
+        median("exactly-once"),
+        median("at-least-once"),
+    );
     println!(
-        "throughput (median of {rounds}): exactly-once {:.0} lines/s, at-least-once {:.0} lines/s, ratio {:.2}",
-        lines as f64 / eo,
-        lines as f64 / alo,
+        "throughput (median of {rounds}): limit {limit:.0} lines/s, exactly-once {eo:.0} lines/s \
+         ({:.2}x the limit), at-least-once {alo:.0} lines/s (exactly-once {:.2}x at-least-once)",
+        eo / limit,
         eo / alo
     );
+
+    peak_rss(&input, &tmp, &format!("{tag}-rss"));
 
     for interval in [Duration::from_secs(1), Duration::from_millis(200)] {
         latency(&broker, &tmp, interval, live);
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The argument that makes this binary the child of [`peak_rss`].
+const RSS_CHILD: &str = "--rss-child";
+
+/// A bounded run of `input` (`-p 2`, 1 s checkpoints) into a fresh output topic, with group,
+/// transactional id and checkpoint folder named `id`.
+fn bounded(
+    broker: &str,
+    input: &KafkaUrl,
+    tmp: &std::path::Path,
+    id: &str,
+    delivery: Delivery,
+) -> KafkaRunConfig {
+    let id = format!("bench-{id}");
+    let mut cfg = KafkaRunConfig::new(
+        Source::Kafka(input.clone()),
+        url(broker, &format!("{id}-out")),
+        tmp.join(&id),
+    );
+    cfg.group = id.clone();
+    cfg.transactional_id = id;
+    cfg.delivery = delivery;
+    cfg.stop_at_end = true;
+    cfg.job.parallelism = 2;
+    cfg.interval = Duration::from_secs(1);
+    cfg
+}
+
+/// The limit: a plain consumer reads every partition of `input` to its end (`read_committed`,
+/// records discarded); returns the seconds from its creation to the last record, as a run's
+/// time counts from its start.
+fn read_to_end(input: &KafkaUrl, lines: u64) -> f64 {
+    let t = Instant::now();
+    let c: BaseConsumer = client_config(&input.brokers)
+        .set("group.id", format!("bench-limit-{}", unique()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.min.messages", "200000")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(&input.topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..md.topics()[0].partitions().len() as i32 {
+        tpl.add_partition_offset(&input.topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let (mut n, mut bytes) = (0u64, 0usize);
+    while n < lines {
+        match c.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                n += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Some(Err(e)) => panic!("limit consumer: {e}"),
+            None => panic!("limit consumer: nothing for 10 s at {n} of {lines} records"),
+        }
+    }
+    std::hint::black_box(bytes);
+    t.elapsed().as_secs_f64()
+}
+
+/// Peak resident memory of one bounded exactly-once run in a child process, and of the broker
+/// since it started (its pid from `scripts/kafka.sh`'s run folder).
+fn peak_rss(input: &KafkaUrl, dir: &std::path::Path, id: &str) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(RSS_CHILD)
+        .arg(input.to_string())
+        .arg(dir)
+        .arg(id)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        peak = peak.max(vm_hwm_kib(&status).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "the measured run failed: {exit}");
+    println!(
+        "peak RSS (VmHWM): one exactly-once run in its own process {} MiB",
+        peak / 1024
+    );
+    let cache = std::env::var("WEIR_CACHE_DIR").map_or_else(
+        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"),
+        std::path::PathBuf::from,
+    );
+    let broker = std::fs::read_to_string(cache.join("run/broker.pid"))
+        .ok()
+        .and_then(|pid| vm_hwm_kib(&format!("/proc/{}/status", pid.trim())));
+    match broker {
+        Some(kib) => println!(
+            "peak RSS (VmHWM): the broker since it started {} MiB",
+            kib / 1024
+        ),
+        None => println!("peak RSS of the broker: unknown (not started by scripts/kafka.sh)"),
+    }
+}
+
+/// The `VmHWM` (peak resident set) line of a `/proc/PID/status` file, in KiB.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Live lines in, unbounded exactly-once run, window visibility out.
@@ -120,6 +251,7 @@ fn latency(broker: &str, tmp: &std::path::Path, interval: Duration, live: Durati
     cfg.transactional_id = id;
     cfg.interval = interval;
     cfg.job.parallelism = 2;
+    cfg.job.window = Duration::from_secs(1);
     let stop = Arc::new(AtomicBool::new(false));
     cfg.stop = Some(stop.clone());
     let job = std::thread::spawn(move || run(&cfg, &|_| {}).unwrap());
@@ -199,10 +331,11 @@ fn latency(broker: &str, tmp: &std::path::Path, interval: Duration, live: Durati
         println!("latency, interval {interval:?}: no window closed");
         return;
     }
+    let pct = |p: usize| lat[(lat.len() * p).div_ceil(100).max(1) - 1];
     println!(
-        "latency from window end to committed result, checkpoint interval {interval:?}: median {} ms, p90 {} ms, max {} ms over {} windows",
-        lat[lat.len() / 2],
-        lat[lat.len() * 9 / 10],
+        "latency from window end to committed result, checkpoint interval {interval:?}: p50 {} ms, p99 {} ms, max {} ms over {} windows",
+        pct(50),
+        pct(99),
         lat[lat.len() - 1],
         lat.len()
     );

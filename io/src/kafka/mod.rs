@@ -32,26 +32,24 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseProducer, BaseRecord};
 
-/// How long a first contact with a broker may take before weir gives up with an error.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a first contact with a broker may take before weir gives up with an error (a
+/// broker that refuses connections is reported at once).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Errors of Kafka sources and sinks: each names the broker address and what was being done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KafkaIoError {
-    /// The broker did not answer in time.
+    /// The broker did not answer in time, or nothing listens at its address.
     #[error(
-        "cannot reach the Kafka broker at {addr} within {secs} s ({source}): is it running? \
-             Start the development broker with `scripts/kafka.sh start`, or name a running one"
+        "cannot reach the Kafka broker at {addr} ({why}): is it running? Start the development \
+             broker with `scripts/kafka.sh start`, or name a running one"
     )]
     Unreachable {
         /// `HOST:PORT`.
         addr: String,
-        /// The time allowed.
-        secs: u64,
-        /// librdkafka's error.
-        #[source]
-        source: Box<KafkaError>,
+        /// What happened: the connection refused, or no answer within the time allowed.
+        why: String,
     },
     /// A topic that must exist does not.
     #[error("Kafka broker {addr}: topic {topic:?} does not exist")]
@@ -229,8 +227,10 @@ where
 }
 
 /// Checks that the broker answers and returns the partition count of `topic` (`None` if the
-/// topic does not exist). Fails within [`CONNECT_TIMEOUT`], naming the address.
+/// topic does not exist). Fails within [`CONNECT_TIMEOUT`], naming the address; at once when no
+/// bootstrap address accepts a TCP connection.
 pub fn connect(url: &KafkaUrl) -> Result<Option<usize>> {
+    probe(&url.brokers)?;
     let consumer: BaseConsumer = url
         .client_config()
         .create()
@@ -238,14 +238,40 @@ pub fn connect(url: &KafkaUrl) -> Result<Option<usize>> {
     partitions_of(&consumer, url)
 }
 
+/// Fails at once, naming the addresses, when none of the bootstrap servers `brokers` accepts a
+/// TCP connection (refused, unresolvable, or silent for 2 s): librdkafka would retry until its
+/// timeout before saying anything.
+fn probe(brokers: &str) -> Result<()> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let mut why = Vec::new();
+    for addr in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let addrs = match addr.to_socket_addrs() {
+            Ok(a) => a.collect::<Vec<_>>(),
+            Err(e) => {
+                why.push(format!("{addr}: {e}"));
+                continue;
+            }
+        };
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                Ok(_) => return Ok(()),
+                Err(e) => why.push(format!("{a}: {e}")),
+            }
+        }
+    }
+    Err(KafkaIoError::Unreachable {
+        addr: brokers.to_owned(),
+        why: why.join("; "),
+    })
+}
+
 /// The partition count of `url`'s topic as `client` sees it, `None` if it does not exist.
 pub fn partitions_of<C: Consumer>(client: &C, url: &KafkaUrl) -> Result<Option<usize>> {
     let md = client
         .fetch_metadata(Some(&url.topic), CONNECT_TIMEOUT)
-        .map_err(|source| KafkaIoError::Unreachable {
+        .map_err(|e| KafkaIoError::Unreachable {
             addr: url.brokers.clone(),
-            secs: CONNECT_TIMEOUT.as_secs(),
-            source: Box::new(source),
+            why: format!("no answer within {} s: {e}", CONNECT_TIMEOUT.as_secs()),
         })?;
     let Some(t) = md.topics().iter().find(|t| t.name() == url.topic) else {
         return Ok(None);

@@ -152,6 +152,13 @@ impl JobProducer {
         }
     }
 
+    /// Waits until every record sent so far is on the broker (in the open transaction).
+    pub fn flush(&self) -> Result<()> {
+        self.producer
+            .flush(TXN_CALL_TIMEOUT)
+            .map_err(|e| self.fatal(KafkaIoError::call(&self.opts.brokers, "flush", e)))
+    }
+
     /// Serves delivery reports; call now and then between sends.
     pub fn poll(&self) {
         self.producer.poll(Duration::ZERO);
