@@ -240,8 +240,13 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         return Ok(finished(p.epoch));
     }
 
+    let mut detection_readers = Vec::new();
     let format = match (&cfg.from, &file) {
-        (Source::Kafka(from), _) => pick_kafka_format(cfg, from, partitions)?,
+        (Source::Kafka(from), _) => {
+            let (format, opened) = pick_kafka_format(cfg, from, partitions)?;
+            detection_readers = opened;
+            format
+        }
         (Source::File(path), Some(f)) => {
             let data = f.bytes();
             pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], path)?
@@ -295,9 +300,16 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     let mut readers = Vec::with_capacity(partitions);
     match (&cfg.from, file) {
         (Source::Kafka(from), _) => {
+            let mut detection_readers = detection_readers.into_iter();
             for p in 0..partitions as i32 {
                 let start = positions.iter().find(|x| x.partition == p);
-                let reader = PartitionReader::open(from, p, start.map(|s| s.offset), &cfg.group)?;
+                // The format detection's reader of this partition, if it opened one, is at the
+                // partition's start with its records handed back: a fresh run reads on from it.
+                let detected = detection_readers.next().filter(|_| start.is_none());
+                let reader = match detected {
+                    Some(r) => r,
+                    None => PartitionReader::open(from, p, start.map(|s| s.offset), &cfg.group)?,
+                };
                 let end = if cfg.stop_at_end {
                     Some(reader.end_offset()?)
                 } else {
@@ -549,33 +561,43 @@ fn identity(
 }
 
 /// The configured format, or the one detected from the first records of the first partition
-/// that has any (combined if the topic is empty).
+/// that has any (combined if the topic is empty). Also returns the readers it opened, each at
+/// the start of its partition with what it read handed back: a run that starts there uses them.
 fn pick_kafka_format(
     cfg: &KafkaRunConfig,
     from: &KafkaUrl,
     partitions: usize,
-) -> Result<LogFormat> {
+) -> Result<(LogFormat, Vec<PartitionReader>)> {
+    let mut opened = Vec::new();
     if let Some(f) = cfg.parse.format {
-        return Ok(f);
+        return Ok((f, opened));
     }
     for p in 0..partitions {
         let mut r = PartitionReader::open(from, p as i32, None, &cfg.group)?;
         let end = r.end_offset()?;
-        let mut buf = Vec::new();
+        let mut sample = Vec::new();
+        let mut runs = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while buf.len() < 1 << 16 && r.position() < end && Instant::now() < deadline {
-            r.read(&mut buf, 1 << 16, Duration::from_millis(200))?;
+        while sample.len() < 1 << 16 && r.position() < end && Instant::now() < deadline {
+            let at = sample.len();
+            let run = r.read(&mut sample, 1 << 16, Duration::from_millis(200))?;
+            runs.push((run, sample[at..].to_vec()));
         }
-        if !buf.is_empty() {
-            return detect_format(&buf).ok_or_else(|| {
+        for (run, lines) in runs {
+            r.unread(run, lines);
+        }
+        opened.push(r);
+        if !sample.is_empty() {
+            let format = detect_format(&sample).ok_or_else(|| {
                 Error::usage(format!(
                     "{from} partition {p}: cannot detect the log format from the first records \
                      (combined, common or simple); pass --format"
                 ))
-            });
+            })?;
+            return Ok((format, opened));
         }
     }
-    Ok(LogFormat::Combined)
+    Ok((LogFormat::Combined, opened))
 }
 
 /// One partition: read runs of records, parse them, push; inject barriers when asked; in a

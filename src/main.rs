@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weir::checkpointed::{replay_checkpointed, CheckpointOptions};
-use weir::engine::WatermarkStrategy;
+use weir::engine::{WatermarkStrategy, MAX_INPUTS, MAX_PARALLELISM};
 use weir::io::gen::{generate, GenOptions};
 use weir::io::kafka::load::{load_lines, LoadError};
 use weir::io::kafka::records::ValueFormat;
@@ -140,6 +140,10 @@ struct JobArgs {
     /// Fail on the first malformed line instead of counting it.
     #[arg(long)]
     strict: bool,
+    /// Longest line accepted, in bytes; a longer one is counted as malformed (over-long) and
+    /// skipped without being held in memory whole.
+    #[arg(long, default_value_t = weir::io::parse::DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
+    max_line_bytes: usize,
     /// Show the print format's times at this UTC offset (+02:00, -0700); default UTC.
     #[arg(long, value_parser = parse_utc_offset, allow_hyphen_values = true)]
     tz: Option<i32>,
@@ -303,6 +307,7 @@ impl JobArgs {
         let mut p = ParseConfig {
             format: self.format.log_format(),
             strict: self.strict,
+            max_line_bytes: self.max_line_bytes.max(1),
             ..ParseConfig::default()
         };
         if let Some(d) = self.date {
@@ -312,10 +317,13 @@ impl JobArgs {
     }
 
     fn job_options(&self) -> Result<JobOptions, weir::Error> {
-        if self.parallelism == 0 {
-            return Err(weir::Error::Usage(
-                "--parallelism must be at least 1".into(),
-            ));
+        if !(1..=MAX_PARALLELISM).contains(&self.parallelism) {
+            return Err(weir::Error::Usage(format!(
+                "--parallelism {} is out of range: 1 to {MAX_PARALLELISM} workers (this machine \
+                 has {} cores; more workers than cores add queues, not speed)",
+                self.parallelism,
+                cores()
+            )));
         }
         Ok(JobOptions {
             window: self.window,
@@ -391,7 +399,14 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
     cfg.parse = a.job.parse_config();
     cfg.job = a.job.job_options()?;
     if let Some(t) = a.parse_threads {
-        cfg.parse_threads = t.max(1);
+        if !(1..=MAX_INPUTS).contains(&t) {
+            return Err(weir::Error::Usage(format!(
+                "--parse-threads {t} is out of range: 1 to {MAX_INPUTS} (this machine has {} \
+                 cores)",
+                cores()
+            )));
+        }
+        cfg.parse_threads = t;
     }
     if let Some(c) = a.chunk_bytes {
         cfg.chunk_bytes = c.max(1);
@@ -711,4 +726,9 @@ fn human_bytes(b: u64) -> String {
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
     }
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -70,6 +70,8 @@ pub struct ParseConfig {
     pub strict: bool,
     /// The date of the simple format's `HH:MM:SS` times, in days since the epoch.
     pub simple_date_days: i32,
+    /// Longest line accepted; longer ones are malformed (and streams do not buffer them whole).
+    pub max_line_bytes: usize,
 }
 
 impl Default for ParseConfig {
@@ -78,6 +80,7 @@ impl Default for ParseConfig {
             format: None,
             strict: false,
             simple_date_days: weir_io::parse::today_utc_days(),
+            max_line_bytes: weir_io::parse::DEFAULT_MAX_LINE_BYTES,
         }
     }
 }
@@ -319,6 +322,7 @@ pub(crate) fn parse_options(
     let mut o = ParseOptions::new(format).with_columns(columns_for(keys, format)?);
     o.strict = cfg.strict;
     o.simple_date_days = cfg.simple_date_days;
+    o.max_line_bytes = cfg.max_line_bytes;
     Ok(o)
 }
 
@@ -608,7 +612,8 @@ pub fn rebase_line(encoded: u64, lines_before: &[u64]) -> u64 {
 }
 
 fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<RunSummary> {
-    let mut lines = LineReader::new(reader, cfg.input.clone(), 1 << 20);
+    let mut lines =
+        LineReader::new(reader, cfg.input.clone(), 1 << 20).with_max_line(cfg.parse.max_line_bytes);
     let first = lines.next_chunk()?.map(<[u8]>::to_vec).unwrap_or_default();
     let format = pick_format(&cfg.parse, &first, &cfg.input)?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;

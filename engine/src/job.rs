@@ -33,6 +33,12 @@ use crate::watermark::{InputWatermark, WatermarkStrategy};
 use crate::window::TumblingWindows;
 use crate::worker::{Worker, WorkerReport};
 
+/// The most workers a job may have. Each worker is a pinned thread with a queue from every
+/// input: beyond a few per core they only add memory (thousands of queues) and context switches.
+pub const MAX_PARALLELISM: usize = 256;
+/// The most inputs (pushing threads, source splits) a job may have, for the same reason.
+pub const MAX_INPUTS: usize = 1024;
+
 /// Entry point: `Job::builder()`.
 #[derive(Debug)]
 pub struct Job;
@@ -182,11 +188,17 @@ impl JobBuilder {
             ))
         })?;
         let s = &self.spec;
-        if s.parallelism == 0 {
-            return Err(EngineError::Plan("parallelism must be at least 1".into()));
+        if s.parallelism == 0 || s.parallelism > MAX_PARALLELISM {
+            return Err(EngineError::Plan(format!(
+                "parallelism {} is out of range: 1 to {MAX_PARALLELISM} workers",
+                s.parallelism
+            )));
         }
-        if s.inputs == 0 {
-            return Err(EngineError::Plan("a job needs at least one input".into()));
+        if s.inputs == 0 || s.inputs > MAX_INPUTS {
+            return Err(EngineError::Plan(format!(
+                "{} inputs are out of range: a job has 1 to {MAX_INPUTS}",
+                s.inputs
+            )));
         }
         if s.keys.is_empty() {
             return Err(EngineError::Plan(

@@ -38,7 +38,9 @@ pub use aggregate::{
 };
 pub use error::{EngineError, Result};
 pub use hash::{hash_bytes, hash_u64, partition_of};
-pub use job::{aggregate, Input, Job, JobBuilder, JobSpec, RunningJob};
+pub use job::{
+    aggregate, Input, Job, JobBuilder, JobSpec, RunningJob, MAX_INPUTS, MAX_PARALLELISM,
+};
 pub use message::{Barrier, Message};
 pub use partition::Partitioner;
 pub use sink::{ResultSink, SinkError};

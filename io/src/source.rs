@@ -118,8 +118,14 @@ fn line_start_at_or_after(data: &[u8], pos: usize) -> usize {
 ///
 /// Each call to [`LineReader::next_chunk`] performs one `read` of up to `read_bytes` and returns
 /// every complete line buffered so far, keeping a trailing partial line for the next call: on a
-/// socket or a pipe, lines are handed on as soon as they arrive. A partial line longer than the
-/// buffer grows it (8 KB attack lines are fine; memory follows the longest line).
+/// socket or a pipe, lines are handed on as soon as they arrive.
+///
+/// Memory is bounded: a partial line is buffered up to `max_line` bytes
+/// ([`crate::parse::DEFAULT_MAX_LINE_BYTES`] unless [`LineReader::with_max_line`] says
+/// otherwise). A longer one is handed on as its first `max_line + 1` bytes and a `\n` (so the
+/// parser sees, counts and reports it as [`crate::parse::OVERLONG`] at its own line number), and
+/// the rest of it is read and dropped up to its newline. A 1 GiB line costs `max_line` bytes of
+/// buffer, not 1 GiB.
 pub struct LineReader<R> {
     reader: R,
     buf: Vec<u8>,
@@ -127,6 +133,9 @@ pub struct LineReader<R> {
     filled: usize,
     consumed: usize,
     read_bytes: usize,
+    max_line: usize,
+    /// The rest of an over-long line is being dropped, up to its newline.
+    skipping: bool,
     eof: bool,
     path: PathBuf,
 }
@@ -140,9 +149,17 @@ impl<R: Read> LineReader<R> {
             filled: 0,
             consumed: 0,
             read_bytes: read_bytes.max(1),
+            max_line: crate::parse::DEFAULT_MAX_LINE_BYTES,
+            skipping: false,
             eof: false,
             path: path.into(),
         }
+    }
+
+    /// Buffers partial lines up to `max_line` bytes (see the type's doc).
+    pub fn with_max_line(mut self, max_line: usize) -> Self {
+        self.max_line = max_line.max(1);
+        self
     }
 
     /// The next chunk of complete lines (the last one may lack its `\n`), or `None` at the end.
@@ -154,6 +171,16 @@ impl<R: Read> LineReader<R> {
             self.consumed = 0;
         }
         loop {
+            if self.filled > self.max_line {
+                // The partial line (all of `buf[..filled]`: it starts at 0) is over-long: hand
+                // on its beginning as a line of `max_line + 1` bytes, drop the rest as it comes.
+                self.buf.truncate(self.max_line + 1);
+                self.buf.push(b'\n');
+                self.filled = self.buf.len();
+                self.consumed = self.filled;
+                self.skipping = !self.eof;
+                return Ok(Some(&self.buf[..self.consumed]));
+            }
             if self.eof {
                 if self.filled == 0 {
                     return Ok(None);
@@ -175,8 +202,19 @@ impl<R: Read> LineReader<R> {
                 self.eof = true;
                 continue;
             }
-            let new = self.filled..self.filled + n;
-            self.filled += n;
+            let mut new = self.filled..self.filled + n;
+            if self.skipping {
+                // Nothing is buffered (`filled` is 0): drop up to the over-long line's end.
+                match memchr::memchr(b'\n', &self.buf[new.clone()]) {
+                    Some(i) => {
+                        self.buf.copy_within(new.start + i + 1..new.end, 0);
+                        new = 0..n - i - 1;
+                        self.skipping = false;
+                    }
+                    None => continue,
+                }
+            }
+            self.filled = new.end;
             if let Some(i) = memchr::memrchr(b'\n', &self.buf[new.clone()]) {
                 self.consumed = new.start + i + 1;
                 return Ok(Some(&self.buf[..self.consumed]));
@@ -291,6 +329,30 @@ mod tests {
                     joined.extend_from_slice(c);
                 }
                 assert_eq!(&joined[..], &text[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_is_cut_and_the_rest_dropped() {
+        // Line 2 is 5,000 bytes; the reader keeps 101 of them and a newline, drops the rest.
+        let long = "x".repeat(5000);
+        let text = format!("a 1\n{long}\nbb 2\n{long}");
+        let want = format!("a 1\n{}\nbb 2\n{}\n", &long[..101], &long[..101]);
+        for step in [1, 7, 100, 10_000] {
+            for read in [1, 64, 4096] {
+                let mut r =
+                    LineReader::new(Trickle(text.as_bytes(), step), "-", read).with_max_line(100);
+                let mut joined = Vec::new();
+                while let Some(c) = r.next_chunk().unwrap() {
+                    joined.extend_from_slice(c);
+                    assert!(r.buf.len() <= 102 + read, "buffer grew to {}", r.buf.len());
+                }
+                assert_eq!(
+                    String::from_utf8(joined).unwrap(),
+                    want,
+                    "step {step} read {read}"
+                );
             }
         }
     }

@@ -320,7 +320,7 @@ pub fn ensure_topic(url: &KafkaUrl, partitions: usize) -> Result<usize> {
                 topic: url.topic.clone(),
             });
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -7,6 +7,7 @@
 //! gap in the offsets (transaction markers, compaction), so that line `i` of a run is at offset
 //! `first + i`: malformed lines are reported by partition and offset.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -23,6 +24,8 @@ pub struct PartitionReader {
     partition: i32,
     next: i64,
     held: Option<(i64, Vec<u8>)>,
+    /// Runs read and handed back with [`PartitionReader::unread`]: served first, in order.
+    unread: VecDeque<(Run, Vec<u8>)>,
 }
 
 /// What one [`PartitionReader::read`] found.
@@ -48,7 +51,8 @@ impl PartitionReader {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
-            .set("queued.min.messages", "200000")
+            .set("queued.min.messages", "100000")
+            .set("queued.max.messages.kbytes", "32768")
             .create()
             .map_err(|e| KafkaIoError::call(&url.brokers, "cannot create a consumer", e))?;
         let offset = start.map_or(Offset::Beginning, Offset::Offset);
@@ -66,6 +70,7 @@ impl PartitionReader {
             partition,
             next,
             held: None,
+            unread: VecDeque::new(),
         })
     }
 
@@ -76,7 +81,20 @@ impl PartitionReader {
 
     /// The offset of the next message to read: the position to checkpoint.
     pub fn position(&self) -> i64 {
-        self.held.as_ref().map_or(self.next, |(o, _)| *o)
+        match (self.unread.front(), &self.held) {
+            (Some((run, _)), _) => run.first,
+            (None, Some((o, _))) => *o,
+            (None, None) => self.next,
+        }
+    }
+
+    /// Hands back a run that [`PartitionReader::read`] returned (`lines` its lines, as
+    /// appended to the caller's buffer): the next reads return it again, before anything newer.
+    /// A look at the first records (to detect their format) costs no second reader.
+    pub fn unread(&mut self, run: Run, lines: Vec<u8>) {
+        if run.lines > 0 {
+            self.unread.push_back((run, lines));
+        }
     }
 
     /// The partition's current end (high watermark): a bounded run reads up to here.
@@ -87,6 +105,10 @@ impl PartitionReader {
     /// Appends the next run of consecutive messages to `buf` as lines, until `max_bytes` are in
     /// `buf`, a gap in offsets, the end of what is available, or `timeout`.
     pub fn read(&mut self, buf: &mut Vec<u8>, max_bytes: usize, timeout: Duration) -> Result<Run> {
+        if let Some((run, lines)) = self.unread.pop_front() {
+            buf.extend_from_slice(&lines);
+            return Ok(run);
+        }
         let mut run = Run {
             first: self.position(),
             lines: 0,
@@ -100,11 +122,14 @@ impl PartitionReader {
         }
         let deadline = Instant::now() + timeout;
         while buf.len() < max_bytes {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let Some(m) = self
-                .consumer
-                .poll(if run.lines > 0 { Duration::ZERO } else { wait })
-            else {
+            // Once a run has begun, take only what is already there (and read no clock: this
+            // loop runs once per record).
+            let wait = if run.lines > 0 {
+                Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            let Some(m) = self.consumer.poll(wait) else {
                 if run.lines > 0 || Instant::now() >= deadline {
                     break;
                 }

@@ -336,26 +336,27 @@ fn is_fenced(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// `Fenced`, or `TransactionTimedOut` when the open transaction (begun at `since`) outlived the
-/// transaction timeout: the broker then aborts it and bumps the producer's epoch, which the
-/// producer sees exactly as a fence.
+/// `TransactionTimedOut` when the open transaction (begun at `since`) outlived the transaction
+/// timeout: the broker aborts such a transaction and bumps the producer's epoch, and whatever
+/// call the producer makes next fails for that reason (as a fence, or a timeout of its own).
+fn timed_out(opts: &ProducerOptions, since: Option<Instant>, reason: &str) -> Option<KafkaIoError> {
+    let open = since?.elapsed();
+    (open >= opts.transaction_timeout).then(|| KafkaIoError::TransactionTimedOut {
+        addr: opts.brokers.clone(),
+        id: opts.transactional_id.clone(),
+        open_secs: open.as_secs_f64(),
+        timeout_secs: opts.transaction_timeout.as_secs_f64(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// `Fenced`, unless the open transaction had [`timed_out`].
 fn fenced(opts: &ProducerOptions, since: Option<Instant>, reason: String) -> KafkaIoError {
-    if let Some(open) = since.map(|t| t.elapsed()) {
-        if open >= opts.transaction_timeout {
-            return KafkaIoError::TransactionTimedOut {
-                addr: opts.brokers.clone(),
-                id: opts.transactional_id.clone(),
-                open_secs: open.as_secs_f64(),
-                timeout_secs: opts.transaction_timeout.as_secs_f64(),
-                reason,
-            };
-        }
-    }
-    KafkaIoError::Fenced {
+    timed_out(opts, since, &reason).unwrap_or_else(|| KafkaIoError::Fenced {
         addr: opts.brokers.clone(),
         id: opts.transactional_id.clone(),
         reason,
-    }
+    })
 }
 
 fn txn_error(
@@ -364,7 +365,9 @@ fn txn_error(
     what: &str,
     e: KafkaError,
 ) -> KafkaIoError {
-    if e.rdkafka_error_code().is_some_and(is_fenced) {
+    if let Some(t) = timed_out(opts, since, &e.to_string()) {
+        t
+    } else if e.rdkafka_error_code().is_some_and(is_fenced) {
         fenced(opts, since, e.to_string())
     } else if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut) {
         KafkaIoError::call(

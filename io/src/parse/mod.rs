@@ -140,10 +140,15 @@ pub struct ParseOptions {
     pub strict: bool,
     /// The simple format's date, in days since 1970-01-01 (UTC).
     pub simple_date_days: i32,
+    /// Lines longer than this (line ending excluded) are malformed ([`OVERLONG`]).
+    pub max_line_bytes: usize,
 }
 
 /// Default rows per batch.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
+/// Default longest line: far above any real access-log line (a few hundred bytes; 8 KB attack
+/// lines), far below what would strain memory when a stream buffers a line whole.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 
 impl ParseOptions {
     /// Options for `format`: all columns, [`DEFAULT_BATCH_ROWS`], not strict, and today (UTC) as
@@ -155,6 +160,7 @@ impl ParseOptions {
             batch_rows: DEFAULT_BATCH_ROWS,
             strict: false,
             simple_date_days: today_utc_days(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
     }
 
@@ -202,6 +208,9 @@ pub const EMPTY_FIRST_FIELD: &str = "empty first field";
 pub const NO_TIMESTAMP: &str = "no [timestamp] after the first field";
 /// Why a line is malformed: the first `[` does not start a valid timestamp.
 pub const BAD_TIMESTAMP: &str = "invalid [dd/Mon/yyyy:HH:MM:SS +hhmm] timestamp";
+/// Why a line is malformed: it is longer than [`ParseOptions::max_line_bytes`] (a stream keeps
+/// only its beginning, see [`crate::source::LineReader`]).
+pub const OVERLONG: &str = "over-long line (longer than --max-line-bytes)";
 
 /// What a parse saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -391,6 +400,11 @@ impl LineParser {
             // 4. The end of the line.
             let ts_end = bracket + CLF_TIMESTAMP_LEN;
             let nl = memchr(b'\n', &chunk[ts_end..]).map_or(len, |i| ts_end + i);
+            if nl - pos > self.opts.max_line_bytes {
+                pos = self.malformed(chunk, pos, nl, *line_no, OVERLONG)?;
+                *line_no += 1;
+                continue;
+            }
 
             if self.need_ts {
                 self.cols.ts.push(ts);
@@ -423,6 +437,11 @@ impl LineParser {
         let mut batch_bytes = 0usize;
         while pos < len {
             let nl = memchr(b'\n', &chunk[pos..]).map_or(len, |i| pos + i);
+            if nl - pos > self.opts.max_line_bytes {
+                pos = self.malformed(chunk, pos, nl, *line_no, OVERLONG)?;
+                *line_no += 1;
+                continue;
+            }
             let line = strip_cr(&chunk[pos..nl]);
             match split_simple_line(line) {
                 Ok((secs, client)) => {
@@ -505,6 +524,12 @@ impl LineParser {
         reason: &'static str,
     ) -> Result<usize, ParseError> {
         let end = memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
+        // An over-long line is reported as such, whatever else is wrong with its beginning.
+        let reason = if end - start > self.opts.max_line_bytes {
+            OVERLONG
+        } else {
+            reason
+        };
         let text = || {
             let line = strip_cr(&chunk[start..end]);
             String::from_utf8_lossy(&line[..line.len().min(EXAMPLE_BYTES)]).into_owned()

@@ -297,3 +297,35 @@ fn log_format_names() {
     assert_eq!("CLF".parse::<LogFormat>(), Ok(LogFormat::Common));
     assert!("json".parse::<LogFormat>().is_err());
 }
+
+#[test]
+fn over_long_lines_are_malformed_in_every_format() {
+    let long_path = "p".repeat(300);
+    let long_clf = format!(
+        "10.0.0.2 - - [01/Jan/2020:00:00:06 +0000] \"GET /{long_path} HTTP/1.1\" 200 1 \"-\" \"ua\""
+    );
+    let input = format!("{LINE}\n{long_clf}\nno timestamp {long_path}\n{LINE}\n");
+    let opts = ParseOptions {
+        max_line_bytes: 200,
+        ..ParseOptions::default()
+    };
+    let (batches, stats) = parse(input.as_bytes(), opts.clone());
+    assert_eq!(stats.lines, 4);
+    assert_eq!(stats.rows, 2);
+    assert_eq!(stats.malformed, 2);
+    let why: Vec<(u64, &str)> = stats.examples.iter().map(|m| (m.line, m.reason)).collect();
+    assert_eq!(why, [(2, OVERLONG), (3, OVERLONG)]);
+    assert_eq!(ts_client(&batches).len(), 2);
+    // The same lines are fine under the default limit.
+    let (_, stats) = parse(input.as_bytes(), ParseOptions::default());
+    assert_eq!((stats.rows, stats.malformed), (3, 1));
+
+    let simple = format!("12:00:01 10.0.0.1\n12:00:02 {}\n", "h".repeat(300));
+    let opts = ParseOptions {
+        max_line_bytes: 200,
+        ..ParseOptions::new(LogFormat::Simple)
+    };
+    let (_, stats) = parse(simple.as_bytes(), opts);
+    assert_eq!((stats.rows, stats.malformed), (1, 1));
+    assert_eq!(stats.examples[0].reason, OVERLONG);
+}
