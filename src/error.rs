@@ -10,6 +10,16 @@ pub enum Error {
     /// Reading, parsing or writing failed.
     #[error(transparent)]
     Io(#[from] weir_io::Error),
+    /// A malformed line of a `--strict` run, with the input it is in (the parser knows lines,
+    /// not files): see [`Error::in_input`].
+    #[error("{input}: {source}")]
+    MalformedIn {
+        /// The input: its path, or `stdin`.
+        input: String,
+        /// The parser's error, with the line number.
+        #[source]
+        source: weir_io::Error,
+    },
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] weir_engine::EngineError),
@@ -68,6 +78,21 @@ impl Error {
                         | weir_engine::EngineError::Closed
                 )
         )
+    }
+
+    /// This error, naming `input` if it is a malformed line of a strict run.
+    pub fn in_input(self, input: &std::path::Path) -> Self {
+        match self {
+            Error::Io(source @ weir_io::Error::Malformed { .. }) => Error::MalformedIn {
+                input: if input.as_os_str() == "-" {
+                    "stdin".into()
+                } else {
+                    input.display().to_string()
+                },
+                source,
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn usage(msg: impl Into<String>) -> Self {

@@ -436,7 +436,7 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let summary = summary?;
+    let summary = summary.map_err(|e| e.in_input(&a.input))?;
     if !quiet {
         print_summary(&summary, &cfg.job);
         if let Some(c) = checkpoints {

@@ -190,11 +190,12 @@ pub fn replay(cfg: &ReplayConfig) -> Result<RunSummary> {
         let n = f.read(&mut magic).unwrap_or(0);
         is_gzip(path, &magic[..n])
     };
-    let mut summary = if stream {
-        replay_stream(cfg, open_stream(path).map_err(opening)?)?
+    let replayed = if stream {
+        replay_stream(cfg, open_stream(path).map_err(opening)?)
     } else {
-        replay_file(cfg, &MappedFile::open(path).map_err(opening)?)?
+        replay_file(cfg, &MappedFile::open(path).map_err(opening)?)
     };
+    let mut summary = replayed.map_err(|e| e.in_input(path))?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

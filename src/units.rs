@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use weir_io::parse::timestamp::days_from_civil;
+use weir_io::parse::timestamp::{days_from_civil, days_in_month};
 
 /// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -60,6 +60,11 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
     if h > 23 || m > 59 {
         return Err(bad());
     }
+    if h * 60 + m > if sign > 0 { 14 * 60 } else { 12 * 60 } {
+        return Err(format!(
+            "`{s}` is not a UTC offset in use: offsets run from -12:00 to +14:00"
+        ));
+    }
     Ok(sign * (h * 3600 + m * 60))
 }
 
@@ -77,6 +82,12 @@ pub fn parse_date(s: &str) -> Result<i32, String> {
     );
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
+    }
+    if d > days_in_month(y, m) {
+        return Err(format!(
+            "`{s}` is not a date: that month has {} days",
+            days_in_month(y, m)
+        ));
     }
     // The parser's calendar, so a `--date` and a log line's date agree.
     i32::try_from(days_from_civil(y, m, d)).map_err(|_| bad())

@@ -783,10 +783,16 @@ fn csv_row(text: &str, layout: CsvLayout) -> std::result::Result<Row, String> {
     };
     let (client, count) = rest.rsplit_once(',').ok_or("too few columns")?;
     let count = u64::try_from(num(count, "count")?).map_err(|_| "negative count".to_owned())?;
+    let client = unquote(client)?;
+    // weir's CSV escapes control bytes and backslashes in keys (`weir_io::sink::escape_key`).
+    let client = match weir_io::sink::unescape_key(client.as_bytes()) {
+        Some(raw) => String::from_utf8_lossy(&raw).into_owned(),
+        None => return Err(format!("the client {client:?} has a broken \\ escape")),
+    };
     Ok(Row {
         start,
         end,
-        client: unquote(client)?,
+        client,
         count,
     })
 }

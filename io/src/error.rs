@@ -36,7 +36,11 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The log format of `path` could not be recognised from its first lines; pass it explicitly.
-    #[error("{}: cannot detect the log format from the first lines (combined, common or simple)", path.display())]
+    #[error(
+        "{}: cannot detect the log format from the first lines (combined, common or simple); \
+         name it with --format combined, --format common or --format simple",
+        path.display()
+    )]
     UnknownFormat {
         /// The input whose format is unknown (`-` for stdin).
         path: PathBuf,

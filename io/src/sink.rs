@@ -375,7 +375,7 @@ impl<'a> ColumnFormatter<'a> {
                 }
             }
             ColumnFormatter::Bytes(f, _) => match style {
-                Style::Plain => buf.extend_from_slice(f(row)),
+                Style::Plain => escape_key(f(row), buf),
                 Style::Csv => csv_bytes(f(row), buf),
                 Style::Json => json_string(f(row), buf),
             },
@@ -390,14 +390,78 @@ impl<'a> ColumnFormatter<'a> {
     }
 }
 
-/// A CSV field, quoted when it holds a comma, quote or line break.
-fn csv_bytes(v: &[u8], buf: &mut Vec<u8>) {
-    if !v.iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+/// Whether [`escape_key`] rewrites byte `b`.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == 0x7f || b == b'\\'
+}
+
+/// Writes `v` with control bytes (NUL, line breaks, tabs, DEL, …) as `\xNN`, NGINX's own
+/// notation for them in access logs, and `\` as `\\`, so that a key cannot break a
+/// line-oriented output (print, CSV) or pass for another key. [`unescape_key`] reverses it.
+pub fn escape_key(v: &[u8], buf: &mut Vec<u8>) {
+    if !v.iter().any(|&b| needs_escape(b)) {
         buf.extend_from_slice(v);
         return;
     }
-    buf.push(b'"');
     for &b in v {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b if needs_escape(b) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                ]);
+            }
+            b => buf.push(b),
+        }
+    }
+}
+
+/// The bytes [`escape_key`] wrote `s` from; `None` if `s` is not its output (a lone `\`, or
+/// `\x` without two hex digits).
+pub fn unescape_key(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] != b'\\' {
+            out.push(s[i]);
+            i += 1;
+            continue;
+        }
+        match s.get(i + 1)? {
+            b'\\' => {
+                out.push(b'\\');
+                i += 2;
+            }
+            b'x' => {
+                let hex = std::str::from_utf8(s.get(i + 2..i + 4)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 4;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A CSV field: escaped as [`escape_key`] does (so no line break is left in it), then quoted
+/// when it holds a comma or a quote.
+fn csv_bytes(v: &[u8], buf: &mut Vec<u8>) {
+    if !v.iter().any(|&b| b == b',' || b == b'"' || needs_escape(b)) {
+        buf.extend_from_slice(v);
+        return;
+    }
+    let mut escaped = Vec::with_capacity(v.len() + 8);
+    escape_key(v, &mut escaped);
+    if !escaped.iter().any(|&b| b == b',' || b == b'"') {
+        buf.extend_from_slice(&escaped);
+        return;
+    }
+    buf.push(b'"');
+    for &b in &escaped {
         if b == b'"' {
             buf.push(b'"');
         }
@@ -443,6 +507,29 @@ mod tests {
     use arrow_schema::{Field, Schema};
 
     use super::*;
+
+    #[test]
+    fn keys_with_control_bytes_are_escaped_and_come_back() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"10.0.0.1", b"10.0.0.1"),
+            (b"a\0b", b"a\\x00b"),
+            (b"tab\there\nnl\r\x7f", b"tab\\x09here\\x0anl\\x0d\\x7f"),
+            (b"back\\slash", b"back\\\\slash"),
+            (b"\\x41", b"\\\\x41"),
+        ];
+        for (raw, want) in cases {
+            let mut out = Vec::new();
+            escape_key(raw, &mut out);
+            assert_eq!(out, want, "{raw:?}");
+            assert_eq!(unescape_key(&out).as_deref(), Some(raw));
+        }
+        for bad in [&b"a\\"[..], b"\\x4", b"\\xzz", b"\\q"] {
+            assert_eq!(unescape_key(bad), None, "{bad:?}");
+        }
+        let mut csv = Vec::new();
+        csv_bytes(b"a,\nb", &mut csv);
+        assert_eq!(csv, b"\"a,\\x0ab\"");
+    }
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
