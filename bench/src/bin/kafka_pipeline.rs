@@ -76,12 +76,15 @@ fn main() {
     );
 
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let broker_pid = broker_pid();
     for round in 0..rounds {
+        let cpu = Cpu::now(broker_pid.as_deref());
         let secs = read_to_end(&input, lines);
         println!(
-            "round {round} {:>13}: {secs:.2} s, {:.0} lines/s",
+            "round {round} {:>13}: {secs:.2} s, {:.0} lines/s; {}",
             "limit",
-            lines as f64 / secs
+            lines as f64 / secs,
+            cpu.since()
         );
         times.entry("limit").or_default().push(secs);
         for (name, delivery) in [
@@ -90,14 +93,16 @@ fn main() {
         ] {
             let id = format!("{tag}-{round}-{name}");
             let cfg = bounded(&broker, &input, &tmp, &id, delivery);
+            let cpu = Cpu::now(broker_pid.as_deref());
             let s = run(&cfg, &|_| {}).unwrap();
             assert_eq!(s.parse.lines, lines, "{name}: every line read");
             let secs = s.elapsed.as_secs_f64();
             println!(
-                "round {round} {name:>13}: {secs:.2} s, {:.0} lines/s, {} records, {} commits",
+                "round {round} {name:>13}: {secs:.2} s, {:.0} lines/s, {} records, {} commits; {}",
                 lines as f64 / secs,
                 s.records,
-                s.commits
+                s.commits,
+                cpu.since()
             );
             times.entry(name).or_default().push(secs);
         }
@@ -216,13 +221,7 @@ fn peak_rss(input: &KafkaUrl, dir: &std::path::Path, id: &str) {
         "peak RSS (VmHWM): one exactly-once run in its own process {} MiB",
         peak / 1024
     );
-    let cache = std::env::var("WEIR_CACHE_DIR").map_or_else(
-        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"),
-        std::path::PathBuf::from,
-    );
-    let broker = std::fs::read_to_string(cache.join("run/broker.pid"))
-        .ok()
-        .and_then(|pid| vm_hwm_kib(&format!("/proc/{}/status", pid.trim())));
+    let broker = broker_pid().and_then(|pid| vm_hwm_kib(&format!("/proc/{pid}/status")));
     match broker {
         Some(kib) => println!(
             "peak RSS (VmHWM): the broker since it started {} MiB",
@@ -230,6 +229,57 @@ fn peak_rss(input: &KafkaUrl, dir: &std::path::Path, id: &str) {
         ),
         None => println!("peak RSS of the broker: unknown (not started by scripts/kafka.sh)"),
     }
+}
+
+/// The pid of the broker `scripts/kafka.sh` started, if it runs here.
+fn broker_pid() -> Option<String> {
+    let cache = std::env::var("WEIR_CACHE_DIR").map_or_else(
+        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"),
+        std::path::PathBuf::from,
+    );
+    let pid = std::fs::read_to_string(cache.join("run/broker.pid")).ok()?;
+    let pid = pid.trim().to_owned();
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+/// CPU time (user + system) of this process and of the broker at a moment, to say where a
+/// run's CPU went: the two share this machine's cores.
+struct Cpu {
+    me: f64,
+    broker: Option<(String, f64)>,
+}
+
+impl Cpu {
+    fn now(broker: Option<&str>) -> Self {
+        Cpu {
+            me: cpu_secs("self").unwrap_or(0.0),
+            broker: broker.and_then(|pid| Some((pid.to_owned(), cpu_secs(pid)?))),
+        }
+    }
+
+    /// "cpu: this process X s, broker Y s" since [`Cpu::now`].
+    fn since(&self) -> String {
+        let me = cpu_secs("self").unwrap_or(0.0) - self.me;
+        match &self.broker {
+            Some((pid, b)) => format!(
+                "cpu: weir {me:.2} s, broker {:.2} s",
+                cpu_secs(pid).unwrap_or(*b) - b
+            ),
+            None => format!("cpu: weir {me:.2} s"),
+        }
+    }
+}
+
+/// utime + stime of `/proc/PID/stat`, in seconds (clock ticks of 1/100 s, as on Linux x86).
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// The `VmHWM` (peak resident set) line of a `/proc/PID/status` file, in KiB.
