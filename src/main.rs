@@ -578,10 +578,11 @@ fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {
 }
 
 fn progress_bar(input: &std::path::Path) -> indicatif::ProgressBar {
+    // Only a regular file has a known length; a pipe or a device gets a spinner.
     let len = std::fs::metadata(input)
-        .map(|m| m.len())
         .ok()
-        .filter(|_| input.as_os_str() != "-");
+        .filter(|m| m.is_file() && input.as_os_str() != "-")
+        .map(|m| m.len());
     let bar = match len {
         Some(len) => indicatif::ProgressBar::new(len).with_style(
             indicatif::ProgressStyle::with_template(
