@@ -36,7 +36,8 @@ use weir_io::source::MappedFile;
 
 use crate::error::{opening, Error, Result};
 use crate::replay::{
-    job_builder, parse_options, pick_format, FileRun, ReplayConfig, RunSummary, Started,
+    check_paths, job_builder, job_outputs, parse_options, pick_format, FileRun, ReplayConfig,
+    RunSummary, Started,
 };
 use store::CheckpointStore;
 use weir_engine::checkpoint::JobIdentity;
@@ -112,6 +113,25 @@ pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> JobIdent
     }
 }
 
+/// Maps the input of a checkpointed run, which must be a plain file: a run resumes from a
+/// position in it. Stdin, gzip, pipes and devices are refused, saying why.
+pub(crate) fn open_rewindable(path: &Path) -> Result<MappedFile> {
+    let why = "--checkpoint-dir needs a plain file (a run resumes from a position in it)";
+    if path.as_os_str() == "-" || path.extension().is_some_and(|e| e == "gz") {
+        return Err(Error::usage(format!(
+            "{}: {why}, and stdin or gzip can only be read from the start: replay it without \
+             --checkpoint-dir, or decompress it to a file first",
+            path.display()
+        )));
+    }
+    MappedFile::open(path).map_err(|e| match e {
+        weir_io::Error::NotRegular { .. } => Error::usage(format!(
+            "{e}; {why}: replay it without --checkpoint-dir, or save it to a file first"
+        )),
+        e => opening(e),
+    })
+}
+
 /// The sink of a checkpointed run: results into the pending part, sealed at each checkpoint.
 struct PartSink {
     writer: Box<dyn BatchWriter>,
@@ -163,12 +183,8 @@ pub fn replay_checkpointed(
         ));
     }
     let path = cfg.input.as_path();
-    if path.as_os_str() == "-" || path.extension().is_some_and(|e| e == "gz") {
-        return Err(Error::usage(
-            "checkpoints need a plain file to rewind: stdin and .gz cannot be replayed from a position",
-        ));
-    }
-    let file = MappedFile::open(path).map_err(opening)?;
+    check_paths(Some(path), &job_outputs(&cfg.job), Some(&ck.dir))?;
+    let file = open_rewindable(path)?;
     let data = file.bytes();
     let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], path)?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;

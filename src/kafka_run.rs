@@ -189,15 +189,8 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             (n, None)
         }
         Source::File(path) => {
-            if path.as_os_str() == "-" || path.extension().is_some_and(|e| e == "gz") {
-                return Err(Error::usage(
-                    "exactly-once output needs a plain file to rewind: stdin and .gz cannot be replayed from a position",
-                ));
-            }
-            (
-                1,
-                Some(MappedFile::open(path).map_err(crate::error::opening)?),
-            )
+            crate::replay::check_paths(Some(path), &[], Some(&cfg.checkpoint_dir))?;
+            (1, Some(crate::checkpointed::open_rewindable(path)?))
         }
     };
     ensure_topic(&cfg.to, cfg.output_partitions)?;

@@ -16,6 +16,7 @@ use weir::io::kafka::load::{load_lines, LoadError};
 use weir::io::kafka::records::ValueFormat;
 use weir::io::kafka::txn::Delivery;
 use weir::io::kafka::KafkaUrl;
+use weir::io::output::OutputFile;
 use weir::io::parse::LogFormat;
 use weir::io::sink::OutputFormat;
 use weir::kafka_run::source::Source;
@@ -592,10 +593,11 @@ fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {
 }
 
 fn progress_bar(input: &std::path::Path) -> indicatif::ProgressBar {
+    // Only a regular file has a known length; a pipe or a device gets a spinner.
     let len = std::fs::metadata(input)
-        .map(|m| m.len())
         .ok()
-        .filter(|_| input.as_os_str() != "-");
+        .filter(|m| m.is_file() && input.as_os_str() != "-")
+        .map(|m| m.len());
     let bar = match len {
         Some(len) => indicatif::ProgressBar::new(len).with_style(
             indicatif::ProgressStyle::with_template(
@@ -663,13 +665,15 @@ fn run_gen(a: GenArgs) -> Result<(), weir::Error> {
     let path = a.output.clone().unwrap_or_else(|| "-".into());
     let io_err = |e| weir::Error::Io(weir::io::Error::io(&path, e));
     match &a.output {
-        Some(p) => {
-            let f = std::fs::File::create(p).map_err(io_err)?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        Some(p) if p.as_os_str() != "-" => {
+            // Written under a temporary name and renamed into place when complete.
+            let out = OutputFile::create(p).map_err(|e| weir::Error::Usage(e.to_string()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, out.handle()?);
             generate(&opts, &mut w).map_err(io_err)?;
             std::io::Write::flush(&mut w).map_err(io_err)?;
+            out.commit()?;
         }
-        None => {
+        _ => {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             generate(&opts, &mut w).map_err(io_err)?;
             std::io::Write::flush(&mut w).map_err(io_err)?;

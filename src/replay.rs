@@ -16,7 +16,6 @@
 //!
 //! [`Input`]: weir_engine::Input
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,11 +27,13 @@ use arrow_array::RecordBatch;
 use weir_engine::{
     count, Input, Job, JobSpec, JobStats, ResultSink, RunningJob, SinkError, WatermarkStrategy,
 };
+use weir_io::output::OutputFile;
 use weir_io::parse::{
     detect_format, Columns, LineParser, LogFormat, Malformed, ParseOptions, ParseStats,
 };
+use weir_io::paths::PathSet;
 use weir_io::sink::{writer, BatchWriter, OutputFormat};
-use weir_io::source::{is_gzip, open_stream, LineReader, MappedFile, DEFAULT_CHUNK_BYTES};
+use weir_io::source::{open_input, LineReader, LogInput, MappedFile, DEFAULT_CHUNK_BYTES};
 
 use crate::error::{opening, Error, Result};
 
@@ -178,26 +179,45 @@ pub struct RunSummary {
 pub fn replay(cfg: &ReplayConfig) -> Result<RunSummary> {
     let started = Instant::now();
     let path = cfg.input.as_path();
-    let stream = path.as_os_str() == "-" || {
-        let mut f = File::open(path).map_err(|e| opening(weir_io::Error::io(path, e)))?;
-        if f.metadata().is_ok_and(|m| m.is_dir()) {
-            return Err(Error::usage(format!(
-                "{}: is a directory, not a log file",
-                path.display()
-            )));
-        }
-        let mut magic = [0u8; 2];
-        let n = f.read(&mut magic).unwrap_or(0);
-        is_gzip(path, &magic[..n])
-    };
-    let replayed = if stream {
-        replay_stream(cfg, open_stream(path).map_err(opening)?)
-    } else {
-        replay_file(cfg, &MappedFile::open(path).map_err(opening)?)
+    check_paths(Some(path), &job_outputs(&cfg.job), None)?;
+    let replayed = match open_input(path).map_err(opening)? {
+        LogInput::Mapped(file) => replay_file(cfg, &file),
+        LogInput::Stream(reader) => replay_stream(cfg, reader),
     };
     let mut summary = replayed.map_err(|e| e.in_input(path))?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The outputs of a job as (flag, path) for [`check_paths`]: the results (`-`: stdout) and the
+/// late rows.
+pub(crate) fn job_outputs(opts: &JobOptions) -> Vec<(&'static str, &Path)> {
+    let mut v = vec![("--output", opts.output.as_deref().unwrap_or(Path::new("-")))];
+    if let Some(late) = &opts.late_output {
+        v.push(("--late-output", late.as_path()));
+    }
+    v
+}
+
+/// Refuses, before anything is opened for writing, an output that is the input, two outputs
+/// that are one file, and a checkpoint folder that holds the input or an output
+/// ([`weir_io::paths`]): a usage error naming both paths.
+pub(crate) fn check_paths(
+    input: Option<&Path>,
+    outputs: &[(&str, &Path)],
+    checkpoint_dir: Option<&Path>,
+) -> Result<()> {
+    let mut set = PathSet::new();
+    if let Some(i) = input {
+        set.input(i);
+    }
+    for (flag, path) in outputs {
+        set.output(flag, path);
+    }
+    if let Some(d) = checkpoint_dir {
+        set.checkpoint_dir("--checkpoint-dir", d);
+    }
+    set.check().map_err(|e| Error::usage(e.to_string()))
 }
 
 /// The parser columns a job over `keys` needs.
@@ -239,16 +259,42 @@ pub(crate) fn job_builder(opts: &JobOptions, inputs: usize) -> weir_engine::JobB
 }
 
 /// A started job whose results go to the configured output.
+///
+/// Output files are written under temporary names and renamed into place by [`Started::join`]
+/// once the job and the late-rows writer have succeeded ([`OutputFile`]); a run that fails
+/// removes them, leaving any earlier file at the output path as it was.
 pub(crate) struct Started {
     pub job: RunningJob,
     late: Option<JoinHandle<Result<()>>>,
+    files: Vec<OutputFile>,
 }
 
 impl Started {
+    /// Starts the job of a bounded run: output files appear when it has succeeded.
     pub(crate) fn start(opts: &JobOptions, spec: &JobSpec, parse: &ParseOptions) -> Result<Self> {
+        Self::start_with(opts, spec, parse, false)
+    }
+
+    /// Starts the job of a live run (`weir serve`): output files are written in place, to be
+    /// read while they grow.
+    pub(crate) fn start_live(
+        opts: &JobOptions,
+        spec: &JobSpec,
+        parse: &ParseOptions,
+    ) -> Result<Self> {
+        Self::start_with(opts, spec, parse, true)
+    }
+
+    fn start_with(
+        opts: &JobOptions,
+        spec: &JobSpec,
+        parse: &ParseOptions,
+        live: bool,
+    ) -> Result<Self> {
         let schema = LineParser::new(parse.clone()).schema();
         let out_schema = spec.output_schema(&schema)?;
-        let (out, name) = open_output(opts.output.as_deref())?;
+        let mut files = Vec::new();
+        let (out, name) = open_output(opts.output.as_deref(), live, &mut files)?;
         let w = writer(
             opts.output_format,
             out,
@@ -257,18 +303,28 @@ impl Started {
             opts.utc_offset_secs,
         )?;
         let job = spec.start_with_sink(schema.clone(), Box::new(WriterSink(w)))?;
-        Self::attach(job, opts, schema)
+        Self::attach_with(job, opts, schema, live, files)
     }
 
     /// Wraps a started job, with the late-rows writer if `opts` asks for one.
     pub(crate) fn attach(
-        mut job: RunningJob,
+        job: RunningJob,
         opts: &JobOptions,
         schema: arrow_schema::SchemaRef,
     ) -> Result<Self> {
+        Self::attach_with(job, opts, schema, false, Vec::new())
+    }
+
+    fn attach_with(
+        mut job: RunningJob,
+        opts: &JobOptions,
+        schema: arrow_schema::SchemaRef,
+        live: bool,
+        mut files: Vec<OutputFile>,
+    ) -> Result<Self> {
         let late = match (&opts.late_output, job.take_late_records()) {
             (Some(path), Some(rx)) => {
-                let (out, name) = open_output(Some(path))?;
+                let (out, name) = open_output(Some(path), live, &mut files)?;
                 let mut w = writer(OutputFormat::Csv, out, name, schema, 0)?;
                 Some(std::thread::spawn(move || -> Result<()> {
                     for b in rx {
@@ -279,14 +335,19 @@ impl Started {
             }
             _ => None,
         };
-        Ok(Self { job, late })
+        Ok(Self { job, late, files })
     }
 
+    /// Waits for the job and the late-rows writer; if both succeeded, makes the output files
+    /// visible.
     pub(crate) fn join(self) -> Result<JobStats> {
         let stats = self.job.join()?;
         if let Some(late) = self.late {
             late.join()
                 .map_err(|_| Error::usage("the late-output writer panicked"))??;
+        }
+        for f in self.files {
+            f.commit()?;
         }
         Ok(stats)
     }
@@ -303,14 +364,25 @@ impl ResultSink for WriterSink {
     }
 }
 
-fn open_output(path: Option<&Path>) -> Result<(Box<dyn std::io::Write + Send>, PathBuf)> {
+/// Opens an output (`None` or `-`: stdout), keeping its file in `files` for the commit.
+fn open_output(
+    path: Option<&Path>,
+    live: bool,
+    files: &mut Vec<OutputFile>,
+) -> Result<(Box<dyn std::io::Write + Send>, PathBuf)> {
     match path {
-        None => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
-        Some(p) if p.as_os_str() == "-" => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
-        Some(p) => {
-            let f = File::create(p).map_err(|e| opening(weir_io::Error::io(p, e)))?;
-            Ok((Box::new(f), p.to_owned()))
+        Some(p) if p.as_os_str() != "-" => {
+            let f = if live {
+                OutputFile::live(p)
+            } else {
+                OutputFile::create(p)
+            }
+            .map_err(opening)?;
+            let handle = f.handle()?;
+            files.push(f);
+            Ok((Box::new(handle), p.to_owned()))
         }
+        _ => Ok((Box::new(std::io::stdout()), PathBuf::from("-"))),
     }
 }
 

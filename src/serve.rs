@@ -13,7 +13,8 @@ use weir_io::source::LineReader;
 
 use crate::error::{Error, Result};
 use crate::replay::{
-    job_spec, parse_options, pick_format, Feed, JobOptions, ParseConfig, RunSummary, Started,
+    check_paths, job_outputs, job_spec, parse_options, pick_format, Feed, JobOptions, ParseConfig,
+    RunSummary, Started,
 };
 
 /// Everything `weir serve` needs.
@@ -32,6 +33,7 @@ pub struct ServeConfig {
 /// Binds `cfg.listen` and serves connections; `on_listening` is told the bound address (useful
 /// with port 0). Returns when a connection closes and `cfg.once` is set.
 pub fn serve(cfg: &ServeConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<RunSummary> {
+    check_paths(None, &job_outputs(&cfg.job), None)?;
     let listener = TcpListener::bind(&cfg.listen).map_err(|source| Error::Net {
         addr: cfg.listen.clone(),
         what: "cannot listen (is the port in use, or the address not local?)",
@@ -59,7 +61,7 @@ pub fn serve(cfg: &ServeConfig, on_listening: impl FnOnce(SocketAddr)) -> Result
     let format = pick_format(&cfg.parse, &first, std::path::Path::new(&peer.to_string()))?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
     let spec = job_spec(&cfg.job, 1)?;
-    let mut started = Started::start(&cfg.job, &spec, &opts)?;
+    let mut started = Started::start_live(&cfg.job, &spec, &opts)?;
     let mut feed = Feed::new(opts, started.job.input().expect("one input"));
 
     let fed = (|| -> Result<()> {

@@ -35,6 +35,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `path` is not a regular file (a pipe, a device, a socket) where one is needed: it can be
+    /// read once, in order, but not mapped or rewound.
+    #[error("{}: is {}, not a regular file: it can only be read once, from start to end", path.display(), kind.describe())]
+    NotRegular {
+        /// The input.
+        path: PathBuf,
+        /// What it is instead.
+        kind: crate::paths::FileKind,
+    },
     /// The log format of `path` could not be recognised from its first lines; pass it explicitly.
     #[error(
         "{}: cannot detect the log format from the first lines (combined, common or simple); \

@@ -6,6 +6,9 @@
 //! * [`source`]: memory-mapped files in line-aligned chunks, and streams (stdin, gzip, sockets)
 //!   in chunks of whole lines.
 //! * [`sink`]: result writers (the seed's print format, CSV, JSON lines, Arrow IPC).
+//! * [`output`]: output files written under a temporary name and renamed into place on success.
+//! * [`paths`]: which paths are the same file, so that no output overwrites the input.
+//! * [`sigbus`]: a mapped input truncated under weir ends the run with a message naming it.
 //! * [`kafka`]: Kafka topics in and out: partition readers, the transactional producer, the
 //!   progress record and the output record format.
 //! * [`error`]: the crate's one error type.
@@ -15,8 +18,11 @@
 pub mod error;
 pub mod gen;
 pub mod kafka;
+pub mod output;
 pub mod parse;
 pub mod parts;
+pub mod paths;
+pub mod sigbus;
 pub mod sink;
 pub mod source;
 

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::output::OutputFile;
 
 fn pending_name(epoch: u64) -> String {
     format!("pending-{epoch:09}")
@@ -152,24 +153,18 @@ pub fn promote(dir: &Path, epoch: u64) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Concatenates parts `1..=last` of `dir` into `output` (temp file, fsync, rename, fsync the
-/// folder): the output appears whole or not at all. Returns its length.
+/// Concatenates parts `1..=last` of `dir` into `output` through an [`OutputFile`] (temp file,
+/// fsync, rename, fsync the folder; a device or pipe is written in place): the output appears
+/// whole or not at all. Returns its length.
 pub fn concat_into(dir: &Path, last: u64, output: &Path) -> Result<u64> {
-    let tmp = output.with_extension("weir-tmp");
-    let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut out = OutputFile::create(output)?;
     let mut len = 0;
     for epoch in 1..=last {
         let p = dir.join(part_name(epoch));
         let mut part = File::open(&p).map_err(|e| Error::io(&p, e))?;
         len += io::copy(&mut part, &mut out).map_err(|e| Error::io(&p, e))?;
     }
-    out.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, output).map_err(|e| Error::io(output, e))?;
-    let parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    sync_dir(parent)?;
+    out.commit()?;
     Ok(len)
 }
 

@@ -14,6 +14,20 @@
 //!
 //! File chunks can be computed independently by any thread from the chunk index alone
 //! ([`MappedFile::chunk`]), so parallel parsers need no coordination beyond a shared counter.
+//!
+//! Which one a path gets ([`open_input`]) depends on the file, examined once it is open (not by
+//! its name, and without opening it twice: a pipe would lose what the first open read):
+//!
+//! | the path is                                     | read as                            |
+//! |-------------------------------------------------|------------------------------------|
+//! | `-`                                             | a stream: stdin                    |
+//! | a regular file starting with the gzip magic, or named `*.gz` | a stream, decompressed |
+//! | any other regular file                          | mapped, in chunks                  |
+//! | a pipe (`<(…)`, a FIFO), a character device, a socket | a stream (gzip if it starts so) |
+//! | a folder                                        | an error                           |
+//!
+//! A mapped file that another process truncates while it is read ends the run with a message
+//! naming it ([`crate::sigbus`]) instead of a bare SIGBUS.
 
 use std::fs::File;
 use std::io::Read;
@@ -23,6 +37,8 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
+use crate::paths::FileKind;
+use crate::sigbus::MapGuard;
 
 /// Default size of a file chunk: big enough to amortise per-chunk work, small enough that
 /// parallel parsers stay close together in the file (and in event time).
@@ -31,31 +47,41 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 /// A read-only memory-mapped file.
 #[derive(Debug)]
 pub struct MappedFile {
+    // Declared before `map`, so dropped first: unregistered before the unmapping.
+    _guard: Option<MapGuard>,
     map: Option<Mmap>,
     path: PathBuf,
 }
 
 impl MappedFile {
-    /// Maps `path`. Errors name the path: missing, a directory, unreadable.
+    /// Maps `path`. Errors name the path: missing, a directory, not a regular file (a pipe or a
+    /// device cannot be mapped: [`Error::NotRegular`]), unreadable.
     pub fn open(path: &Path) -> Result<Self> {
+        // Examined before it is opened: opening a FIFO blocks until something writes to it.
+        if let Ok(meta) = std::fs::metadata(path) {
+            if FileKind::of(&meta) != FileKind::Regular {
+                return Err(Self::refusal(path, FileKind::of(&meta)));
+            }
+        }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "is a directory, not a log file",
-                ),
-            ));
+        Self::map(file, &meta, path)
+    }
+
+    /// Maps an open `file` whose metadata is `meta`.
+    fn map(file: File, meta: &std::fs::Metadata, path: &Path) -> Result<Self> {
+        match FileKind::of(meta) {
+            FileKind::Regular => {}
+            kind => return Err(Self::refusal(path, kind)),
         }
         let map = if meta.len() == 0 {
             None // mapping an empty file fails on some systems; there is nothing to map
         } else {
             // SAFETY: the map is read-only and private to this process. Another process that
-            // truncates or rewrites the file while it is mapped makes reads return changed bytes
-            // or fault (SIGBUS); weir replays logs that are no longer written to, and documents
-            // that a log still being appended to should be piped through stdin instead.
+            // rewrites the file while it is mapped makes reads return changed bytes; one that
+            // truncates it makes reads past the new end fault (SIGBUS), which the guard
+            // registered below turns into an error message naming the file and exit status 1
+            // (`crate::sigbus`). A log still being appended to should be piped through stdin.
             Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?)
         };
         #[cfg(unix)]
@@ -64,9 +90,20 @@ impl MappedFile {
             let _ = m.advise(memmap2::Advice::Sequential);
         }
         Ok(Self {
+            _guard: map.as_deref().map(|b| MapGuard::new(b, path)),
             map,
             path: path.to_owned(),
         })
+    }
+
+    fn refusal(path: &Path, kind: FileKind) -> Error {
+        match kind {
+            FileKind::Directory => is_a_directory(path),
+            kind => Error::NotRegular {
+                path: path.to_owned(),
+                kind,
+            },
+        }
     }
 
     /// The file's bytes.
@@ -223,33 +260,102 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// An input opened for reading: mapped (a regular file) or streamed (see the module doc).
+pub enum LogInput {
+    /// A regular, uncompressed file: parsed in parallel chunks.
+    Mapped(MappedFile),
+    /// Stdin, gzip, a pipe, a device: read in order, once.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// Opens `path` as [`open_stream`] would, but maps a regular uncompressed file.
+pub fn open_input(path: &Path) -> Result<LogInput> {
+    if path.as_os_str() == "-" {
+        return Ok(LogInput::Stream(Box::new(std::io::stdin())));
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    match FileKind::of(&meta) {
+        FileKind::Directory => Err(is_a_directory(path)),
+        FileKind::Regular => {
+            let mut magic = [0u8; 2];
+            let n = read_at_start(&file, &mut magic).map_err(|e| Error::io(path, e))?;
+            if is_gzip(path, &magic[..n]) {
+                Ok(LogInput::Stream(gzip(Box::new(file))))
+            } else {
+                Ok(LogInput::Mapped(MappedFile::map(file, &meta, path)?))
+            }
+        }
+        _ => Ok(LogInput::Stream(sniffed(file, path)?)),
+    }
+}
+
 /// Opens a stream: `-` is stdin; a path ending in `.gz` or starting with the gzip magic bytes is
-/// decompressed on the fly (multi-member files too); anything else is read as is.
+/// decompressed on the fly (multi-member files too); anything else is read as is. Pipes and
+/// devices work: the magic bytes are read once and put back in front, never rewound.
 pub fn open_stream(path: &Path) -> Result<Box<dyn Read + Send>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdin()));
     }
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.is_dir() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "is a directory, not a log file",
-            ),
-        ));
+        return Err(is_a_directory(path));
     }
+    sniffed(file, path)
+}
+
+/// `file` from its current position, decompressed if it is gzip (by name or first bytes).
+fn sniffed(mut file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
     let mut magic = [0u8; 2];
-    let got = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
-    use std::io::Seek;
-    file.rewind().map_err(|e| Error::io(path, e))?;
-    if is_gzip(path, &magic[..got]) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            std::io::BufReader::with_capacity(1 << 16, file),
-        )))
-    } else {
-        Ok(Box::new(file))
+    let mut n = 0;
+    // A pipe may hand over one byte at a time.
+    while n < magic.len() {
+        match file.read(&mut magic[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
     }
+    let whole: Box<dyn Read + Send> =
+        Box::new(std::io::Cursor::new(magic).take(n as u64).chain(file));
+    Ok(if is_gzip(path, &magic[..n]) {
+        gzip(whole)
+    } else {
+        whole
+    })
+}
+
+fn gzip(r: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
+    Box::new(flate2::read::MultiGzDecoder::new(
+        std::io::BufReader::with_capacity(1 << 16, r),
+    ))
+}
+
+/// Reads the first bytes of a regular file without moving its position.
+fn read_at_start(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_at(file, buf, 0)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::Seek;
+        let mut f = file;
+        let n = f.read(buf)?;
+        f.rewind()?;
+        Ok(n)
+    }
+}
+
+fn is_a_directory(path: &Path) -> Error {
+    Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a directory, not a log file",
+        ),
+    )
 }
 
 /// Whether `path` names gzip data, by extension or by its first bytes.
