@@ -24,6 +24,7 @@ use weir::replay::{
     describe_malformed, replay, InputFormat, JobOptions, ParseConfig, ReplayConfig, RunSummary,
 };
 use weir::serve::{serve, ServeConfig};
+use weir::stop::Stop;
 use weir::units::{parse_date, parse_duration, parse_utc_offset, thousands};
 use weir::verify::{verify, VerifyArgs};
 
@@ -259,9 +260,20 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9999")]
     listen: String,
-    /// Stop after the first connection closes (every window fires) instead of serving forever.
+    /// Serve the first connection only and stop when it closes (every window fires), instead
+    /// of serving until SIGINT/SIGTERM.
     #[arg(long)]
     once: bool,
+    /// Connections read at once, each with its own watermark; one more is told "too many
+    /// connections" and closed.
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// A connection that sends nothing for this long stops holding windows back.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    read_timeout: Duration,
     #[command(flatten)]
     job: JobArgs,
 }
@@ -598,22 +610,62 @@ fn progress_bar(input: &std::path::Path) -> indicatif::ProgressBar {
 }
 
 fn run_serve(a: ServeArgs) -> Result<(), weir::Error> {
-    let cfg = ServeConfig {
-        listen: a.listen.clone(),
-        parse: a.job.parse_config(),
-        job: a.job.job_options()?,
-        once: a.once,
-    };
+    let mut cfg = ServeConfig::new(a.listen.clone());
+    cfg.parse = a.job.parse_config();
+    cfg.job = a.job.job_options()?;
+    cfg.once = a.once;
+    cfg.max_connections = a.max_connections;
+    cfg.idle_timeout = a.idle_timeout;
+    cfg.read_timeout = a.read_timeout;
+    cfg.stop = Some(stop_on_signals(
+        "no new connections; closing the open ones, then writing every window",
+    ));
     let quiet = a.job.quiet;
-    let summary = serve(&cfg, |addr| {
+    let summary = serve(&cfg, &say_unless(quiet), |addr| {
         if !quiet {
             eprintln!("weir: listening on {addr}");
         }
     })?;
     if !quiet {
-        print_summary(&summary, &cfg.job);
+        print_summary(&summary.run, &cfg.job);
+        let c = &summary.connections;
+        let formats: Vec<String> = summary
+            .formats
+            .iter()
+            .map(|(f, n)| format!("{f} {}", thousands(*n)))
+            .collect();
+        eprintln!(
+            "weir: {} connections: {} closed normally, {} closed for bad input, {} timed out, {} failed; {} refused (over --max-connections {}){}",
+            thousands(c.accepted),
+            thousands(c.closed),
+            thousands(c.bad_input),
+            thousands(c.timed_out),
+            thousands(c.failed),
+            thousands(c.refused),
+            cfg.max_connections,
+            if formats.is_empty() { String::new() } else { format!("; formats: {}", formats.join(", ")) },
+        );
+        if !summary.malformed_examples.is_empty() {
+            eprintln!("weir: first malformed lines:");
+            for l in &summary.malformed_examples {
+                eprintln!("  {l}");
+            }
+        }
+        if let Some(cause) = summary.stopped_by {
+            eprintln!("weir: stopped by {cause}: every window was written");
+        }
     }
     Ok(())
+}
+
+/// A stop requested by SIGINT or SIGTERM; `doing` says what the run does then. A second signal
+/// exits at once.
+fn stop_on_signals(doing: &str) -> Stop {
+    let stop = Stop::new();
+    if let Err(e) = stop.on_signals(doing) {
+        eprintln!("weir: warning: cannot handle SIGINT/SIGTERM ({e}): they end weir at once");
+    }
+    stop
 }
 
 fn run_gen(a: GenArgs) -> Result<(), weir::Error> {

@@ -673,6 +673,21 @@ impl Feed {
         Ok(())
     }
 
+    /// Ends this source without ending the input: pushes what is buffered and hands the input
+    /// back (for the next source that takes it over), with the source's counters.
+    pub(crate) fn release(self) -> Result<(Input, ParseStats)> {
+        let Feed {
+            mut parser,
+            mut input,
+            mut batches,
+        } = self;
+        parser.flush(&mut |b| batches.push(b));
+        for b in batches {
+            input.push(b)?;
+        }
+        Ok((input, parser.take_stats()))
+    }
+
     /// Ends the run: pushes what is buffered and finishes the input if `fed` (the reading
     /// side's result) is a success, then waits for the job. A broken stream fails the run
     /// instead of ending it early as if the input were complete.
