@@ -415,6 +415,12 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
         cfg.progress = Some(Arc::new(move |n| bar.inc(n)));
     }
     let quiet = a.job.quiet;
+    let stop = stop_on_signals(if a.checkpoint_dir.is_some() {
+        "taking a last checkpoint, then stopping (run the same command again to resume)"
+    } else {
+        "no more input is read; writing every window"
+    });
+    cfg.stop = Some(stop.clone());
     let (summary, checkpoints) = match &a.checkpoint_dir {
         Some(dir) => {
             let ck = CheckpointOptions {
@@ -436,7 +442,7 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
     let summary = summary?;
     if !quiet {
         print_summary(&summary, &cfg.job);
-        if let Some(c) = checkpoints {
+        if let Some(c) = &checkpoints {
             eprintln!(
                 "weir: {} checkpoints (mean {:.1} ms, max {:.1} ms, {} of state written); worker pause at barriers mean {:.1} µs, max {:.1} µs{}",
                 c.committed,
@@ -447,6 +453,24 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
                 summary.job.snapshot_pause_max.as_secs_f64() * 1e6,
                 c.resumed_from.map_or(String::new(), |e| format!("; resumed from checkpoint {e}")),
             );
+        }
+        if stop.is_requested() {
+            let cause = stop.cause();
+            match checkpoints.as_ref().and_then(|c| c.stopped_at) {
+                Some(n) => eprintln!(
+                    "weir: stopped by {cause} at checkpoint {n}, after line {} of {}: run the same command again to resume; {} is written when the run completes",
+                    thousands(summary.parse.lines),
+                    a.input.display(),
+                    cfg.job.output.as_deref().unwrap_or(std::path::Path::new("the output")).display(),
+                ),
+                None if checkpoints.is_some() => eprintln!(
+                    "weir: {cause} came once the input was read: the run completed"
+                ),
+                None => eprintln!(
+                    "weir: stopped by {cause} after {} lines: every window was written; the rest of the input was not read",
+                    thousands(summary.parse.lines)
+                ),
+            }
         }
     }
     Ok(())
@@ -516,9 +540,27 @@ fn replay_to_kafka(a: ReplayArgs, to: KafkaUrl) -> Result<(), weir::Error> {
 /// Runs a Kafka-output job, with progress messages and a summary unless `quiet`; `file`: the
 /// input is a file (its summary speaks of lines, not partitions).
 fn run_kafka_job(cfg: &KafkaRunConfig, quiet: bool, file: bool) -> Result<(), weir::Error> {
-    let s = kafka_run::run(cfg, &say_unless(quiet))?;
+    let stop = stop_on_signals(
+        "committing a last checkpoint, then stopping (run the same command again to resume)",
+    );
+    let cfg = KafkaRunConfig {
+        suspend: Some(stop.clone()),
+        ..cfg.clone()
+    };
+    let s = kafka_run::run(&cfg, &say_unless(quiet))?;
     if !quiet {
         print_kafka_summary(&s, file);
+        match s.stopped_at {
+            Some(n) => eprintln!(
+                "weir: stopped by {} at epoch {n} (committed): run the same command again to resume",
+                stop.cause()
+            ),
+            None if stop.is_requested() => eprintln!(
+                "weir: {} came as the run was ending: it completed",
+                stop.cause()
+            ),
+            None => {}
+        }
     }
     Ok(())
 }

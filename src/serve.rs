@@ -382,7 +382,9 @@ fn accept_loop<'scope>(
         (shared.say)(&format!("connection from {peer}"));
         s.spawn(move || {
             let report = serve_connection(shared, id, conn, peer, input);
-            shared.lines.fetch_add(report.stats.lines, Ordering::Relaxed);
+            shared
+                .lines
+                .fetch_add(report.stats.lines, Ordering::Relaxed);
             let _ = shared.reports.send(report);
         });
         if shared.cfg.once {
@@ -464,13 +466,6 @@ fn serve_connection(
         },
     };
     let _ = conn.shutdown(Shutdown::Both);
-    let format = report
-        .format
-        .map_or(String::new(), |f| format!(" ({})", f.name()));
-    (shared.say)(&format!(
-        "{peer}: {} lines{format}, {why}",
-        thousands(report.stats.lines)
-    ));
     if let Some(mut input) = input {
         if report.fatal.is_none() {
             if let Err(e) = input.idle() {
@@ -480,6 +475,14 @@ fn serve_connection(
         // The pool has room for every input.
         let _ = shared.free.0.send(input);
     }
+    // Said once the input is free again: a client that sees it can connect and be served.
+    let format = report
+        .format
+        .map_or(String::new(), |f| format!(" ({})", f.name()));
+    (shared.say)(&format!(
+        "{peer}: {} lines{format}, {why}",
+        thousands(report.stats.lines)
+    ));
     report
 }
 

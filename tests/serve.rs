@@ -270,9 +270,13 @@ fn serve_a_bad_or_empty_connection_does_not_end_the_server() {
     ]);
     let combined = std::fs::read_to_string(&log).unwrap();
     send_all(&addr, &combined);
-    let simple: String = (0..30).map(|s| line(s, &format!("10.0.0.{}", s % 4))).collect();
+    let simple: String = (0..30)
+        .map(|s| line(s, &format!("10.0.0.{}", s % 4)))
+        .collect();
     send_all(&addr, &simple);
-    run.until_err("the simple connection's end", |l| l.contains("30 lines (simple)"));
+    run.until_err("the simple connection's end", |l| {
+        l.contains("30 lines (simple)")
+    });
     run.signal("-INT");
     let (status, err, out) = run.finish();
     assert_counts(
@@ -296,18 +300,18 @@ fn serve_a_bad_or_empty_connection_does_not_end_the_server() {
 #[test]
 fn serve_reads_connections_at_once_and_an_idle_one_stops_holding_windows_back() {
     let (mut run, addr) = serve(&["--format", "simple", "--idle-timeout", "300ms"]);
+    // Connected, and silent: it holds windows back from the start of time until it has been
+    // silent for the idle timeout.
     let mut idle = connect(&addr);
-    let first = line(1, "10.0.0.1");
-    idle.write_all(first.as_bytes()).unwrap();
-    // Another client, while the first stays open and silent: its lines move its own watermark
-    // to 12:00:12, and once the first has been silent for the idle timeout, the windows up to
-    // 12:00:10 fire.
+    run.until_err("the first connection", |l| l.contains("connection from"));
+    // Another client, while the first stays open: its lines move its own watermark to
+    // 12:00:12, and the windows up to 12:00:10 fire.
     let mut busy = connect(&addr);
     let busy_lines: String = (2..=12).map(|s| line(s, "10.0.0.2")).collect();
     busy.write_all(busy_lines.as_bytes()).unwrap();
     let w5 = window_of(5).to_string();
     run.until_out("the window 12:00:05 to fire", |l| l.starts_with(&w5));
-    // Both are still open; the idle one speaks again, in the open window.
+    // Both are still open; the idle one speaks, in the window still open.
     let late_enough = line(13, "10.0.0.1");
     idle.write_all(late_enough.as_bytes()).unwrap();
     drop(idle);
@@ -325,7 +329,7 @@ fn serve_reads_connections_at_once_and_an_idle_one_stops_holding_windows_back() 
         status,
         &err,
         &out,
-        &format!("{first}{busy_lines}{late_enough}"),
+        &format!("{busy_lines}{late_enough}"),
         "two connections",
     );
     assert!(err.contains("0 late"), "{err}");
@@ -382,7 +386,10 @@ fn serve_reads_150_connections_at_once() {
     run.signal("-INT");
     let (status, err, out) = run.finish();
     assert_counts(status, &err, &out, &sent, "150 connections");
-    assert!(err.contains("150 connections: 150 closed normally"), "{err}");
+    assert!(
+        err.contains("150 connections: 150 closed normally"),
+        "{err}"
+    );
 }
 
 /// Before: a connection over the cap waited in the backlog, without a word.
@@ -400,7 +407,9 @@ fn serve_refuses_connections_over_the_cap_with_a_reason_and_serves_again_when_on
     let told = read_to_close(&mut over);
     assert!(told.contains("too many connections"), "told: {told:?}");
     drop(a);
-    run.until_err("the first connection's end", |l| l.contains("closed by the client"));
+    run.until_err("the first connection's end", |l| {
+        l.contains("closed by the client")
+    });
     // A slot is free again.
     let text: String = (0..12).map(|s| line(s, "10.0.0.7")).collect();
     send_all(&addr, &text);
@@ -432,7 +441,9 @@ fn serve_closes_a_connection_silent_for_the_read_timeout() {
     run.until_err("the timeout", |l| l.contains("--read-timeout"));
     let text: String = (1..9).map(|s| line(s, "10.0.0.2")).collect();
     send_all(&addr, &text);
-    run.until_err("the second connection's end", |l| l.contains("8 lines (simple)"));
+    run.until_err("the second connection's end", |l| {
+        l.contains("8 lines (simple)")
+    });
     run.signal("-INT");
     let (status, err, out) = run.finish();
     assert_counts(
@@ -443,4 +454,273 @@ fn serve_closes_a_connection_silent_for_the_read_timeout() {
         "after a timeout",
     );
     assert!(err.contains("1 timed out"), "{err}");
+}
+
+/// `weir gen` lines: `n` simple-format lines at 100 lines/s from 2024-05-12 00:00:00, 20
+/// clients.
+fn gen_simple(n: u64) -> String {
+    let out = run_ok(&[
+        "gen",
+        "--lines",
+        &n.to_string(),
+        "--clients",
+        "20",
+        "--rate",
+        "100",
+        "--format",
+        "simple",
+    ]);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `text` and then one line in a window of its own, later; and the start of the last window of
+/// `text`. Once a row of that window is written, every line before the marker has been read.
+fn with_marker(text: &str) -> (String, String) {
+    let (counts, _) = reference(text.as_bytes(), WINDOW, DAY);
+    let last = counts.keys().map(|(w, _)| *w).max().unwrap();
+    (format!("{text}23:59:59 10.255.255.255\n"), last.to_string())
+}
+
+/// Before: SIGTERM killed the server, and the windows still open were lost (1,000 lines read,
+/// none of the last window's rows written).
+#[test]
+fn signal_term_ends_serve_writing_every_open_window() {
+    let (mut run, addr) = serve(&[]);
+    let (text, last) = with_marker(&gen_simple(1000));
+    let mut conn = connect(&addr);
+    conn.write_all(text.as_bytes()).unwrap();
+    run.until_out("the rows of the log's last window", |l| {
+        l.starts_with(&last)
+    });
+    // The connection is still open, the marker's window too.
+    run.signal("-TERM");
+    let (status, err, out) = run.finish();
+    assert_counts(status, &err, &out, &text, "serve, SIGTERM");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    drop(conn);
+}
+
+/// Before: SIGINT killed `weir replay -` and the windows still open were lost.
+#[test]
+fn signal_int_ends_replay_from_stdin_writing_every_open_window() {
+    let mut run = Run::spawn(&[
+        "replay",
+        "-",
+        "--date",
+        "2024-05-12",
+        "--output-format",
+        "csv",
+    ]);
+    let (text, last) = with_marker(&gen_simple(1000));
+    let mut stdin = run.stdin();
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    run.until_out("the rows of the log's last window", |l| {
+        l.starts_with(&last)
+    });
+    // Stdin is still open.
+    run.signal("-INT");
+    let (status, err, out) = run.finish();
+    assert_counts(status, &err, &out, &text, "replay -, SIGINT");
+    assert!(err.contains("stopped by SIGINT after 1,001 lines"), "{err}");
+    drop(stdin);
+}
+
+/// A second signal does not wait for a stop that cannot finish (here, output nobody reads):
+/// it exits at once with 128 + the signal, saying what it dropped.
+#[test]
+fn signal_a_second_one_exits_at_once_saying_what_was_dropped() {
+    let tmp = tempdir();
+    let log = tmp.path().join("big.log");
+    // ~100k result rows: far more than a pipe holds.
+    run_ok(&[
+        "gen",
+        "--lines",
+        "300000",
+        "--clients",
+        "30000",
+        "--rate",
+        "10000",
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    let mut child = weir()
+        .args(["replay", "-", "--output-format", "csv"])
+        .stdin(std::fs::File::open(&log).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines_of(child.stderr.take().unwrap());
+    // Output has begun (so the signals are handled); then nobody reads it.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    stdout.read_line(&mut header).unwrap();
+    assert!(header.starts_with("window_start"), "{header}");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    signal("-INT");
+    let mut text = String::new();
+    let mut wait_for = |what: &str| loop {
+        match err.recv_timeout(LIMIT) {
+            Ok(l) => {
+                text.push_str(&l);
+                text.push('\n');
+                if l.contains(what) {
+                    return;
+                }
+            }
+            Err(e) => panic!("waiting for {what:?}: {e:?}; stderr:\n{text}"),
+        }
+    };
+    wait_for("SIGINT: no more input is read");
+    signal("-INT");
+    wait_for("exiting at once; dropped: ");
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "still running:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{text}");
+    drop(stdout);
+}
+
+/// The committed checkpoints in `dir`, by epoch.
+fn committed(dir: &std::path::Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("MANIFEST").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Before: SIGINT killed a checkpointed replay where it stood. Now it takes a last checkpoint
+/// and exits 0; the same command resumes from that checkpoint and the output is exact.
+#[test]
+fn signal_int_ends_a_checkpointed_replay_at_a_checkpoint_that_a_rerun_resumes() {
+    let tmp = tempdir();
+    let log = tmp.path().join("access.log");
+    run_ok(&[
+        "gen",
+        "--lines",
+        "60000",
+        "--clients",
+        "300",
+        "--rate",
+        "1000",
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    let (out, ck) = (tmp.path().join("counts.csv"), tmp.path().join("ck"));
+    let args = [
+        "replay",
+        log.to_str().unwrap(),
+        "--output-format",
+        "csv",
+        "-o",
+        out.to_str().unwrap(),
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+        "--chunk-bytes",
+        "65536",
+        "-p",
+        "2",
+    ];
+    let mut slow = args.to_vec();
+    slow.extend(["--test-chunk-delay", "20ms"]);
+    let mut run = Watched::spawn(&slow);
+    let deadline = Instant::now() + LIMIT;
+    while committed(&ck).is_empty() {
+        assert!(Instant::now() < deadline, "no checkpoint within {LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal_pid(run.child.id(), "-INT");
+    let (status, err) = run.finish(LIMIT);
+    assert_eq!(status.code(), Some(0), "{err}");
+    let stopped = err
+        .lines()
+        .find_map(|l| {
+            l.split("stopped by SIGINT at checkpoint ")
+                .nth(1)
+                .map(|r| r.split(',').next().unwrap().to_string())
+        })
+        .unwrap_or_else(|| panic!("no stop message: {err}"));
+    assert!(
+        !out.exists(),
+        "the output appears only when the run completes"
+    );
+
+    let again = run_ok(&args);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains(&format!("resuming from checkpoint {stopped} ")),
+        "the rerun resumes where the stop left: {err}"
+    );
+    let (expected, _) = reference(&std::fs::read(&log).unwrap(), WINDOW, 0);
+    let got = parse_csv(&std::fs::read(&out).unwrap(), WINDOW);
+    assert_counts_eq(&got, &expected, "stopped by SIGINT, then resumed");
+}
+
+fn signal_pid(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Before: SIGINT killed `weir run` in the middle of an epoch. Now the run commits a last epoch
+/// and exits 0; the same job resumes from it, and its output is exactly once.
+#[test]
+fn signal_int_ends_weir_run_at_a_committed_epoch_that_a_rerun_resumes() {
+    let p = kafka::Pipeline::new("sigint", "30000", "11", "4");
+    let bounded = p.run_args();
+    let mut args: Vec<&str> = bounded
+        .iter()
+        .copied()
+        .filter(|a| *a != "--stop-at-end" && *a != "-q")
+        .collect();
+    args.extend(["--test-read-delay", "40ms", "--test-commit-delay", "20ms"]);
+    let mut run = Watched::spawn(&args);
+    assert!(
+        run.until(kafka::commit_windows_with_records(2)),
+        "the run ended before its second commit window: {}",
+        run.text
+    );
+    signal_pid(run.child.id(), "-INT");
+    let (status, err) = run.finish(LIMIT);
+    assert_eq!(status.code(), Some(0), "{err}");
+    let epoch = err
+        .lines()
+        .find_map(|l| {
+            l.split("stopped by SIGINT at epoch ")
+                .nth(1)
+                .map(|r| r.split(' ').next().unwrap().to_string())
+        })
+        .unwrap_or_else(|| panic!("no stop message: {err}"));
+    let mut rerun: Vec<&str> = bounded.iter().copied().filter(|a| *a != "-q").collect();
+    rerun.retain(|a| !a.is_empty());
+    let again = run_ok(&rerun);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains(&format!("resuming from epoch {epoch}:")),
+        "the rerun resumes where the stop left: {err}"
+    );
+    p.check("stopped by SIGINT, then resumed");
 }

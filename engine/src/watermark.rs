@@ -300,7 +300,11 @@ mod tests {
         c.idle(1);
         assert_eq!(c.current(t0), i64::MIN, "all idle: nothing moves");
         c.touch(0, t0);
-        assert_eq!(c.current(t0), i64::MIN, "active again, from the start of time");
+        assert_eq!(
+            c.current(t0),
+            i64::MIN,
+            "active again, from the start of time"
+        );
         c.update(0, 5);
         assert_eq!(c.current(t0), 5, "its old watermark (10) is gone");
         c.end(0);
