@@ -424,30 +424,25 @@ fn serve_connection(
         Ok(Ended::CutByStop) => {
             "closed by the server's stop (an unfinished last line dropped)".to_string()
         }
-        Err(Error::Engine(e)) => {
-            report.fatal = Some(e.into());
+        Err(Failure::Job(e)) => {
+            report.fatal = Some(e);
             "closed: the job has stopped".to_string()
         }
-        Err(Error::Io(weir_io::Error::Io { source, .. }))
-            if matches!(
-                source.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
+        Err(Failure::TimedOut) => {
             report.outcome = Outcome::TimedOut;
             format!(
                 "closed: nothing received for {:?} (--read-timeout)",
                 shared.cfg.read_timeout
             )
         }
-        Err(Error::Io(weir_io::Error::Io { source, .. })) => {
+        Err(Failure::Read(e)) => {
             report.outcome = Outcome::Failed;
-            format!("closed: {source}")
+            format!("closed: {e}")
         }
-        Err(e) => {
+        Err(Failure::BadInput(why)) => {
             report.outcome = Outcome::BadInput;
-            tell(&conn, &format!("weir: {e}; closing the connection"));
-            format!("closed for bad input: {e}")
+            tell(&conn, &format!("weir: {why}; closing the connection"));
+            format!("closed for bad input: {why}")
         }
     };
     // Rows still buffered go in before the input is handed back.
@@ -489,7 +484,7 @@ fn serve_connection(
 /// A connection's input: free until its format is known, then inside the connection's feed.
 enum Slot {
     Free(Input),
-    Fed(Feed),
+    Fed(Box<Feed>),
     /// Only while the input moves into the feed.
     Moving,
 }
@@ -501,6 +496,36 @@ enum Ended {
     CutByStop,
 }
 
+/// Why a connection's reading stopped early.
+enum Failure {
+    /// Not a known format, a format without a key column, a malformed line with `strict`: the
+    /// client is told why.
+    BadInput(String),
+    /// Nothing came for the read timeout.
+    TimedOut,
+    /// The socket failed (a reset, say).
+    Read(std::io::Error),
+    /// The job failed: the server must stop.
+    Job(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(weir_io::Error::Io { source, .. }) => match source.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    Failure::TimedOut
+                }
+                _ => Failure::Read(source),
+            },
+            Error::Io(malformed @ weir_io::Error::Malformed { .. }) => {
+                Failure::BadInput(malformed.to_string())
+            }
+            e => Failure::Job(e),
+        }
+    }
+}
+
 /// Reads `conn` to its end, parsing its lines into the slot's input in the format of its first
 /// lines (or the configured one).
 fn read_connection(
@@ -509,10 +534,10 @@ fn read_connection(
     peer: SocketAddr,
     slot: &mut Slot,
     format: &mut Option<LogFormat>,
-) -> Result<Ended> {
+) -> Result<Ended, Failure> {
     let cfg = shared.cfg;
     let mut lines = LineReader::new(conn, peer.to_string(), 1 << 16);
-    while let Some(chunk) = lines.next_chunk()? {
+    while let Some(chunk) = lines.next_chunk().map_err(Error::from)? {
         if !chunk.ends_with(b"\n") && shared.closing.load(Ordering::SeqCst) {
             return Ok(Ended::CutByStop);
         }
@@ -522,15 +547,16 @@ fn read_connection(
                 None => {
                     let first = chunk.split(|&b| b == b'\n').next().unwrap_or_default();
                     let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
-                    return Err(Error::usage(format!(
+                    return Err(Failure::BadInput(format!(
                         "not an access log in a known format (combined, common, simple): its \
                          first line is {first:?}"
                     )));
                 }
             };
-            let opts = parse_options(&cfg.parse, f, &cfg.job.keys)?;
+            let opts = parse_options(&cfg.parse, f, &cfg.job.keys)
+                .map_err(|e| Failure::BadInput(e.to_string()))?;
             if weir_io::parse::LineParser::new(opts.clone()).schema() != shared.job_schema {
-                return Err(Error::usage(format!(
+                return Err(Failure::BadInput(format!(
                     "the {} format does not have the columns of --key {}",
                     f.name(),
                     cfg.job.keys.join(",")
@@ -538,7 +564,7 @@ fn read_connection(
             }
             *format = Some(f);
             *slot = match std::mem::replace(slot, Slot::Moving) {
-                Slot::Free(input) => Slot::Fed(Feed::new(opts, input)),
+                Slot::Free(input) => Slot::Fed(Box::new(Feed::new(opts, input))),
                 other => other,
             };
         }

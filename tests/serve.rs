@@ -295,6 +295,31 @@ fn serve_a_bad_or_empty_connection_does_not_end_the_server() {
     assert!(err.contains("formats: combined 1, simple 1"), "{err}");
 }
 
+/// With `--strict`, a malformed line closes its connection (told why), not the server.
+#[test]
+fn serve_a_malformed_line_with_strict_closes_only_its_connection() {
+    let (mut run, addr) = serve(&["--format", "simple", "--strict"]);
+    let mut bad = connect(&addr);
+    bad.write_all(format!("{}not a line\n", line(1, "10.0.0.1")).as_bytes())
+        .unwrap();
+    let told = read_to_close(&mut bad);
+    assert!(told.contains("line 2: malformed"), "told: {told:?}");
+    let good: String = (2..9).map(|s| line(s, "10.0.0.2")).collect();
+    send_all(&addr, &good);
+    run.until_err("the good connection's end", |l| l.contains("7 lines (simple)"));
+    run.signal("-INT");
+    let (status, err, out) = run.finish();
+    // The bad connection's well-formed first line counts.
+    assert_counts(
+        status,
+        &err,
+        &out,
+        &format!("{}{good}", line(1, "10.0.0.1")),
+        "strict",
+    );
+    assert!(err.contains("1 closed for bad input"), "{err}");
+}
+
 /// Before: connections were read one after another, so an open, idle one kept every other
 /// client waiting (and their windows from firing).
 #[test]
@@ -643,7 +668,7 @@ fn signal_int_ends_a_checkpointed_replay_at_a_checkpoint_that_a_rerun_resumes() 
     ];
     let mut slow = args.to_vec();
     slow.extend(["--test-chunk-delay", "20ms"]);
-    let mut run = Watched::spawn(&slow);
+    let run = Watched::spawn(&slow);
     let deadline = Instant::now() + LIMIT;
     while committed(&ck).is_empty() {
         assert!(Instant::now() < deadline, "no checkpoint within {LIMIT:?}");
