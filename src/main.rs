@@ -60,7 +60,12 @@ is an error). Rows whose window already fired are late: counted, and written to 
     #[command(after_help = "\
 Example:
   weir serve --listen 127.0.0.1:9999 --format simple
-  printf '12:00:01 10.0.0.1\\n12:00:07 10.0.0.2\\n' | nc -q1 127.0.0.1 9999")]
+  printf '12:00:01 10.0.0.1\\n12:00:07 10.0.0.2\\n' | nc -q1 127.0.0.1 9999
+
+Connections are read at once, each with its own watermark and format (detected from its first
+lines unless --format is given); one that sends bad input is told why and closed, the server
+goes on. SIGINT or SIGTERM stops it: every window is written, then the summary; a second one
+exits at once.")]
     Serve(ServeArgs),
     /// Run the job from a Kafka topic to a Kafka topic, exactly once (transactions and barrier
     /// checkpoints).

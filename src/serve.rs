@@ -194,7 +194,7 @@ struct Shared<'a> {
     closing: AtomicBool,
     accepted: AtomicU64,
     refused: AtomicU64,
-    /// Lines read by connections that have ended (for the second signal's message).
+    /// Lines read from every connection (for the second signal's message).
     lines: AtomicU64,
     reports: Sender<Report>,
 }
@@ -279,7 +279,7 @@ pub fn serve(
         // Stop accepting, then end the open connections and wait for their reports.
         if let Some(stop) = &cfg.stop {
             stop.set_dropping(format!(
-                "the results of the windows still open ({} lines read so far)",
+                "the results of the windows still open ({} lines read)",
                 thousands(shared.lines.load(Ordering::Relaxed))
             ));
         }
@@ -382,9 +382,6 @@ fn accept_loop<'scope>(
         (shared.say)(&format!("connection from {peer}"));
         s.spawn(move || {
             let report = serve_connection(shared, id, conn, peer, input);
-            shared
-                .lines
-                .fetch_add(report.stats.lines, Ordering::Relaxed);
             let _ = shared.reports.send(report);
         });
         if shared.cfg.once {
@@ -513,9 +510,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
             Error::Io(weir_io::Error::Io { source, .. }) => match source.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                    Failure::TimedOut
-                }
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Failure::TimedOut,
                 _ => Failure::Read(source),
             },
             Error::Io(malformed @ weir_io::Error::Malformed { .. }) => {
@@ -569,7 +564,11 @@ fn read_connection(
             };
         }
         if let Slot::Fed(feed) = slot {
+            let before = feed.lines();
             feed.chunk(chunk, true, None)?;
+            shared
+                .lines
+                .fetch_add(feed.lines() - before, Ordering::Relaxed);
         }
     }
     Ok(Ended::Eof)

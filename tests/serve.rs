@@ -306,7 +306,9 @@ fn serve_a_malformed_line_with_strict_closes_only_its_connection() {
     assert!(told.contains("line 2: malformed"), "told: {told:?}");
     let good: String = (2..9).map(|s| line(s, "10.0.0.2")).collect();
     send_all(&addr, &good);
-    run.until_err("the good connection's end", |l| l.contains("7 lines (simple)"));
+    run.until_err("the good connection's end", |l| {
+        l.contains("7 lines (simple)")
+    });
     run.signal("-INT");
     let (status, err, out) = run.finish();
     // The bad connection's well-formed first line counts.
