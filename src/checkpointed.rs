@@ -14,6 +14,12 @@
 //! a final epoch whose manifest says `final`, and the committed parts are concatenated into the
 //! output path (temp file, fsync, rename), so the output appears whole, once.
 //!
+//! A stop request (SIGINT, SIGTERM) ends the run at a last, ordinary checkpoint instead: the
+//! coordinator requests its barrier at once, every parser thread stops after injecting it, and
+//! once it is committed the run returns ([`CheckpointStats::stopped_at`]); what the workers fire
+//! after it goes to a pending part that is never committed. Running the same command again
+//! resumes from that checkpoint, and the output appears when the run completes.
+//!
 //! Recovery: the newest checkpoint whose manifest and files verify (checksums) is restored: the
 //! workers' state, the file position (a chunk index: the barrier splits the file at a chunk
 //! boundary on every input), the inputs' watermark, the counters of lines before it, and the
@@ -39,6 +45,7 @@ use crate::replay::{
     check_paths, job_builder, job_outputs, parse_options, pick_format, FileRun, ReplayConfig,
     RunSummary, Started,
 };
+use crate::stop::Stop;
 use store::CheckpointStore;
 use weir_engine::checkpoint::JobIdentity;
 
@@ -68,6 +75,9 @@ pub struct CheckpointStats {
     pub bytes: u64,
     /// The epoch this run resumed from, if it did.
     pub resumed_from: Option<u64>,
+    /// The run was stopped (a stop request) at this checkpoint, before the end of its input:
+    /// the output is not written yet, and running it again resumes there.
+    pub stopped_at: Option<u64>,
 }
 
 /// Where the file source stood at a checkpoint, and what had been counted before it.
@@ -303,6 +313,7 @@ pub fn replay_checkpointed(
                 &parsing_done,
                 &id,
                 &mut leftover,
+                cfg.stop.as_ref(),
             )
         });
         let parsed = run.parse(inputs);
@@ -316,6 +327,23 @@ pub fn replay_checkpointed(
     let (parse_stats, job_stats) = run.settle(parsed, joined)?;
     let (last, mut cstats) = coordinated?;
     cstats.resumed_from = stats.resumed_from;
+    if cstats.stopped_at.is_some() {
+        // Stopped at checkpoint `last`: what came after it is not committed, and the output is
+        // written by the run that completes.
+        let (lines, rows, malformed) = run.counts_before(run.chunks);
+        let mut parse = parse_stats;
+        (parse.lines, parse.rows, parse.malformed) = (lines, rows, malformed);
+        return Ok((
+            RunSummary {
+                format,
+                parse,
+                job: job_stats,
+                elapsed: started_at.elapsed(),
+                input_bytes: Some(data.len() as u64),
+            },
+            cstats,
+        ));
+    }
 
     // The final epoch: everything after the last committed checkpoint, in the parts sealed since
     // (the last by the sink's finish, once the job has ended).
@@ -390,8 +418,9 @@ fn final_summary(
     }
 }
 
-/// The coordinator loop: one checkpoint per interval while the parsers run. Returns the last
-/// committed epoch and the checkpoint stats.
+/// The coordinator loop: one checkpoint per interval while the parsers run; on a stop request,
+/// one more at once, after which the parsers stop. Returns the last committed epoch and the
+/// checkpoint stats.
 #[allow(clippy::too_many_arguments)]
 fn coordinate(
     run: &FileRun<'_>,
@@ -405,9 +434,11 @@ fn coordinate(
     done: &AtomicBool,
     id: &JobIdentity,
     leftover: &mut Vec<SealedPart>,
+    stop: Option<&Stop>,
 ) -> Result<(u64, CheckpointStats)> {
     let mut stats = CheckpointStats::default();
     let mut total = Duration::ZERO;
+    let stopping = || stop.is_some_and(Stop::is_requested);
     'run: loop {
         // Sleep the interval in small steps, so the end of input is noticed at once.
         let wake = Instant::now() + ck.interval;
@@ -415,41 +446,66 @@ fn coordinate(
             if done.load(Ordering::Relaxed) {
                 break 'run;
             }
+            if stopping() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(5).min(ck.interval));
         }
         let epoch = last + 1;
         let requested = Instant::now();
-        let at = run.claims.request(epoch);
+        let last_one = stopping();
+        let at = if last_one {
+            if let Some(stop) = stop {
+                stop.set_dropping(format!(
+                    "the last checkpoint ({epoch}) was not completed: running the same command \
+                     again resumes from {}",
+                    if last == 0 {
+                        "the start".to_string()
+                    } else {
+                        format!("checkpoint {last}")
+                    }
+                ));
+            }
+            run.claims.request_last(epoch)
+        } else {
+            run.claims.request(epoch)
+        };
         // Wait for every worker's snapshot and the sealed output part of this epoch.
         let mut states: Vec<Option<WorkerSnapshot>> = (0..workers).map(|_| None).collect();
         let mut part = None;
         while states.iter().any(Option::is_none) || part.is_none() {
+            let mut ended = false;
             crossbeam_channel::select! {
                 recv(snapshots) -> s => match s {
                     Ok(s) if s.epoch == epoch => { let w = s.worker; states[w] = Some(s); }
                     Ok(_) => {}
-                    Err(_) => {
-                        leftover.extend(part.take());
-                        break 'run;
-                    }
+                    Err(_) => ended = true,
                 },
                 recv(sealed) -> p => match p {
                     Ok(p) if p.epoch == epoch => part = Some(p),
                     Ok(p) => leftover.push(p),
-                    // The job has ended: a part received for this epoch was the final one.
-                    Err(_) => {
-                        leftover.extend(part.take());
-                        break 'run;
-                    }
+                    Err(_) => ended = true,
                 },
                 default(Duration::from_millis(20)) => {
-                    if done.load(Ordering::Relaxed) {
-                        // The input ended before every input passed the barrier: the final
-                        // epoch takes over whatever this one holds.
-                        leftover.extend(part.take());
-                        break 'run;
-                    }
+                    // The parsers of a last barrier end right after injecting it: wait for the
+                    // checkpoint (or for the job's end, if none of them reached the barrier).
+                    ended = done.load(Ordering::Relaxed) && !last_one;
                 }
+            }
+            if ended {
+                // Snapshots sent before the end are still queued: with all of them, the barrier
+                // passed every worker, so the part of this epoch is its checkpoint's.
+                for s in snapshots.try_iter().filter(|s| s.epoch == epoch) {
+                    let w = s.worker;
+                    states[w] = Some(s);
+                }
+                if states.iter().all(Option::is_some) && part.is_some() {
+                    break;
+                }
+                // The input ended before every input passed the barrier: the final epoch takes
+                // over whatever this one holds (a part of this epoch is the final one).
+                leftover.extend(part.take());
+                break 'run;
             }
         }
         let part = part.expect("loop ends with the part");
@@ -486,6 +542,10 @@ fn coordinate(
         stats.max = stats.max.max(took);
         stats.committed += 1;
         last = epoch;
+        if last_one {
+            stats.stopped_at = Some(epoch);
+            break;
+        }
     }
     if stats.committed > 0 {
         stats.mean = total / stats.committed as u32;

@@ -17,6 +17,12 @@
 //! checkpoints were never committed and are discarded; anything else is an error naming the
 //! folder. With `stop_at_end` the run reads each partition up to the end offset it found at
 //! start, fires every window, commits a final epoch and returns.
+//!
+//! A suspend request (SIGINT, SIGTERM: [`KafkaRunConfig::suspend`]) ends the run at a last,
+//! ordinary checkpoint instead (Flink's stop with a savepoint, without draining): its barrier is
+//! requested at once, every reader finishes its input right after injecting it, the epoch
+//! commits as usual, and what the workers fire after it is dropped by the sink (it is in the
+//! checkpoint's state) and no further transaction begins. Running the job again resumes there.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -40,6 +46,7 @@ pub mod source;
 use crate::checkpointed::store::CheckpointStore;
 use crate::error::{Error, Result};
 use crate::replay::{job_builder, parse_options, pick_format, JobOptions, ParseConfig};
+use crate::stop::Stop;
 use source::{FileReader, Reader, Source};
 
 /// Everything `weir run` needs.
@@ -91,6 +98,10 @@ pub struct KafkaRunConfig {
     /// Set to end the run as if the input had ended here: every window fires, the last epoch
     /// commits and [`run`] returns (a graceful stop for library users; benchmarks use it).
     pub stop: Option<std::sync::Arc<AtomicBool>>,
+    /// Requested to suspend the run: a last checkpoint commits (windows still open stay in its
+    /// state, unfired), [`run`] returns ([`KafkaRunSummary::stopped_at`]) and running the job
+    /// again resumes from it.
+    pub suspend: Option<Stop>,
 }
 
 impl KafkaRunConfig {
@@ -117,6 +128,7 @@ impl KafkaRunConfig {
             read_delay: Duration::ZERO,
             finish_stagger: Duration::ZERO,
             stop: None,
+            suspend: None,
         }
     }
 }
@@ -143,6 +155,9 @@ pub struct KafkaRunSummary {
     pub already_finished: bool,
     /// Wall time.
     pub elapsed: Duration,
+    /// The run was suspended at this committed epoch, before the end of its input: running it
+    /// again resumes there.
+    pub stopped_at: Option<u64>,
 }
 
 /// A partition's position at a barrier.
@@ -348,6 +363,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         open_records: 0,
         key: Vec::new(),
         value: Vec::new(),
+        suspended: false,
     });
     let mut job = match &restored {
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
@@ -356,11 +372,13 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     let job_inputs = job.take_inputs();
 
     let requested = AtomicU64::new(committed);
+    let last_epoch = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let at_end = AtomicUsize::new(0);
     let (pos_tx, pos_rx) = crossbeam_channel::unbounded();
     let shared = Shared {
         requested: &requested,
+        last_epoch: &last_epoch,
         failed: &failed,
         at_end: &at_end,
         readers: partitions,
@@ -417,7 +435,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             Err(e) => reader_err = Error::most_telling(reader_err.into_iter().chain([e])),
         }
     }
-    let (job_stats, commits) = match (joined, coordinated, reader_err) {
+    let (job_stats, (commits, stopped_at)) = match (joined, coordinated, reader_err) {
         (Ok(j), Ok(c), None) => (j, c),
         // The job's error first (a sink failure), then the coordinator's, then a reader's.
         (j, c, r) => {
@@ -426,6 +444,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         }
     };
     summary.commits = commits;
+    summary.stopped_at = stopped_at;
     summary.parse = parse;
     summary.job = job_stats;
     summary.records = records.load(Ordering::Relaxed);
@@ -437,6 +456,8 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
 struct Shared<'a> {
     /// The newest barrier requested.
     requested: &'a AtomicU64,
+    /// The barrier after which every reader finishes (a suspend); 0: none.
+    last_epoch: &'a AtomicU64,
     /// Something failed: stop.
     failed: &'a AtomicBool,
     /// Readers that reached their end offset (bounded runs).
@@ -637,6 +658,11 @@ fn read_partition(
             let _ = positions.send((want, position(&input, &reader)));
             input.barrier(want)?;
             injected = want;
+            if shared.last_epoch.load(Ordering::Acquire) == want {
+                // Suspended at this barrier: nothing after it is read.
+                input.finish()?;
+                return Ok((partition, parser.take_stats()));
+            }
         }
         let stopped = shared.stop.is_some_and(|s| s.load(Ordering::Relaxed));
         if !reached_end && (stopped || end.is_some_and(|e| reader.position() >= e)) {
@@ -703,10 +729,13 @@ struct Commit {
     manifest: String,
     inputs: Vec<(String, i32, i64)>,
     finished: bool,
+    /// The run is suspended after this commit: no transaction follows.
+    last: bool,
 }
 
-/// The coordinator: one checkpoint, i.e. one transaction, in flight at a time. Returns the
-/// number of commits.
+/// The coordinator: one checkpoint, i.e. one transaction, in flight at a time; on a suspend
+/// request, one more at once, the last. Returns the number of commits and the epoch the run
+/// was suspended at, if it was.
 #[allow(clippy::too_many_arguments)]
 fn coordinate(
     cfg: &KafkaRunConfig,
@@ -718,7 +747,7 @@ fn coordinate(
     positions: &Receiver<(u64, PartitionPosition)>,
     sink: &Receiver<SinkEvent>,
     commits: &Sender<Commit>,
-) -> Result<u64> {
+) -> Result<(u64, Option<u64>)> {
     let workers = cfg.job.parallelism;
     let mut done = 0;
     let mut finals: Vec<PartitionPosition> = Vec::new();
@@ -730,6 +759,7 @@ fn coordinate(
         let mut at: Vec<PartitionPosition> = Vec::new();
         let mut ready = false;
         let mut requested = false;
+        let mut last_one = false;
         // Gather epoch n: positions, snapshots, the sink's Ready; or the end of the input.
         while finished_at.is_none()
             && !(ready
@@ -750,7 +780,19 @@ fn coordinate(
                     states.iter().flatten().count(),
                 ))));
             }
-            if !requested && Instant::now() >= next_barrier {
+            let suspend = cfg.suspend.as_ref().is_some_and(Stop::is_requested);
+            if !requested && (suspend || Instant::now() >= next_barrier) {
+                if suspend {
+                    // Readers see the last epoch no later than its barrier request.
+                    shared.last_epoch.store(epoch, Ordering::Release);
+                    last_one = true;
+                    if let Some(s) = &cfg.suspend {
+                        s.set_dropping(format!(
+                            "epoch {epoch}, whose transaction the broker aborts: running the same \
+                             command again resumes from epoch {last}"
+                        ));
+                    }
+                }
                 shared.requested.store(epoch, Ordering::Release);
                 requested = true;
             }
@@ -785,9 +827,18 @@ fn coordinate(
             })
             .expect("serialisable");
             let written = store.commit(n, id, &[], sources, sink_json(cfg), true)?;
-            commit_and_wait(cfg, commits, sink, n, written.manifest, &finals, true)?;
+            commit_and_wait(
+                cfg,
+                commits,
+                sink,
+                n,
+                written.manifest,
+                &finals,
+                true,
+                false,
+            )?;
             store.retain(cfg.keep)?;
-            return Ok(done + 1);
+            return Ok((done + 1, None));
         }
         let at = with_finals(&at, &finals);
         let snaps: Vec<WorkerSnapshot> = states.into_iter().map(|s| s.expect("all")).collect();
@@ -796,10 +847,22 @@ fn coordinate(
         })
         .expect("serialisable");
         let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false)?;
-        commit_and_wait(cfg, commits, sink, epoch, written.manifest, &at, false)?;
+        commit_and_wait(
+            cfg,
+            commits,
+            sink,
+            epoch,
+            written.manifest,
+            &at,
+            false,
+            last_one,
+        )?;
         store.retain(cfg.keep)?;
         done += 1;
         last = epoch;
+        if last_one {
+            return Ok((done, Some(epoch)));
+        }
         next_barrier = Instant::now() + cfg.interval;
     }
 }
@@ -824,7 +887,9 @@ fn sink_json(cfg: &KafkaRunConfig) -> serde_json::Value {
     serde_json::json!({ "kafka": cfg.to.to_string(), "group": cfg.group, "transactional_id": cfg.transactional_id })
 }
 
-/// Hands checkpoint `epoch` to the sink for the Kafka commit and waits until it is done.
+/// Hands checkpoint `epoch` to the sink for the Kafka commit and waits until it is done; `last`:
+/// the run is suspended after it.
+#[allow(clippy::too_many_arguments)]
 fn commit_and_wait(
     cfg: &KafkaRunConfig,
     commits: &Sender<Commit>,
@@ -833,6 +898,7 @@ fn commit_and_wait(
     manifest: String,
     at: &[PartitionPosition],
     finished: bool,
+    last: bool,
 ) -> Result<()> {
     let inputs = match &cfg.from {
         Source::Kafka(from) => at
@@ -847,6 +913,7 @@ fn commit_and_wait(
             manifest,
             inputs,
             finished,
+            last,
         })
         .map_err(|_| stopped())?;
     loop {
@@ -879,6 +946,9 @@ struct KafkaSink {
     open_records: u64,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// Suspended: the last epoch committed, what follows is dropped (the windows fired at the
+    /// end are in that checkpoint's state, and a resumed run fires them).
+    suspended: bool,
 }
 
 impl KafkaSink {
@@ -910,6 +980,7 @@ impl KafkaSink {
         if !self.commit_delay.is_zero() {
             eprintln!("weir: committed epoch {epoch}");
         }
+        self.suspended = c.last;
         let _ = self.events.send(SinkEvent::Committed(epoch));
         Ok(())
     }
@@ -917,6 +988,9 @@ impl KafkaSink {
 
 impl ResultSink for KafkaSink {
     fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        if self.suspended {
+            return Ok(());
+        }
         let rows = RowRenderer::new(&batch, self.key_columns);
         for row in 0..batch.num_rows() {
             self.key.clear();
@@ -940,11 +1014,16 @@ impl ResultSink for KafkaSink {
         self.commit(epoch)?;
         self.epoch = epoch + 1;
         self.open_records = 0;
-        self.producer.begin()?;
+        if !self.suspended {
+            self.producer.begin()?;
+        }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
+        if self.suspended {
+            return Ok(());
+        }
         let _ = self.events.send(SinkEvent::Finished(self.epoch));
         self.commit(self.epoch)
     }

@@ -34,6 +34,7 @@ mod error;
 pub mod kafka_run;
 pub mod replay;
 pub mod serve;
+pub mod stop;
 pub mod units;
 pub mod verify;
 

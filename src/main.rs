@@ -25,6 +25,7 @@ use weir::replay::{
     describe_malformed, replay, InputFormat, JobOptions, ParseConfig, ReplayConfig, RunSummary,
 };
 use weir::serve::{serve, ServeConfig};
+use weir::stop::Stop;
 use weir::units::{parse_date, parse_duration, parse_utc_offset, thousands};
 use weir::verify::{verify, VerifyArgs};
 
@@ -60,7 +61,12 @@ is an error). Rows whose window already fired are late: counted, and written to 
     #[command(after_help = "\
 Example:
   weir serve --listen 127.0.0.1:9999 --format simple
-  printf '12:00:01 10.0.0.1\\n12:00:07 10.0.0.2\\n' | nc -q1 127.0.0.1 9999")]
+  printf '12:00:01 10.0.0.1\\n12:00:07 10.0.0.2\\n' | nc -q1 127.0.0.1 9999
+
+Connections are read at once, each with its own watermark and format (detected from its first
+lines unless --format is given); one that sends bad input is told why and closed, the server
+goes on. SIGINT or SIGTERM stops it: every window is written, then the summary; a second one
+exits at once.")]
     Serve(ServeArgs),
     /// Run the job from a Kafka topic to a Kafka topic, exactly once (transactions and barrier
     /// checkpoints).
@@ -264,9 +270,20 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9999")]
     listen: String,
-    /// Stop after the first connection closes (every window fires) instead of serving forever.
+    /// Serve the first connection only and stop when it closes (every window fires), instead
+    /// of serving until SIGINT/SIGTERM.
     #[arg(long)]
     once: bool,
+    /// Connections read at once, each with its own watermark; one more is told "too many
+    /// connections" and closed.
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// A connection that sends nothing for this long stops holding windows back.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    read_timeout: Duration,
     #[command(flatten)]
     job: JobArgs,
 }
@@ -419,6 +436,12 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
         cfg.progress = Some(Arc::new(move |n| bar.inc(n)));
     }
     let quiet = a.job.quiet;
+    let stop = stop_on_signals(if a.checkpoint_dir.is_some() {
+        "taking a last checkpoint, then stopping (run the same command again to resume)"
+    } else {
+        "no more input is read; writing every window"
+    });
+    cfg.stop = Some(stop.clone());
     let (summary, checkpoints) = match &a.checkpoint_dir {
         Some(dir) => {
             let ck = CheckpointOptions {
@@ -440,7 +463,7 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
     let summary = summary.map_err(|e| e.in_input(&a.input))?;
     if !quiet {
         print_summary(&summary, &cfg.job);
-        if let Some(c) = checkpoints {
+        if let Some(c) = &checkpoints {
             eprintln!(
                 "weir: {} checkpoints (mean {:.1} ms, max {:.1} ms, {} of state written); worker pause at barriers mean {:.1} µs, max {:.1} µs{}",
                 c.committed,
@@ -451,6 +474,24 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
                 summary.job.snapshot_pause_max.as_secs_f64() * 1e6,
                 c.resumed_from.map_or(String::new(), |e| format!("; resumed from checkpoint {e}")),
             );
+        }
+        if stop.is_requested() {
+            let cause = stop.cause();
+            match checkpoints.as_ref().and_then(|c| c.stopped_at) {
+                Some(n) => eprintln!(
+                    "weir: stopped by {cause} at checkpoint {n}, after line {} of {}: run the same command again to resume; {} is written when the run completes",
+                    thousands(summary.parse.lines),
+                    a.input.display(),
+                    cfg.job.output.as_deref().unwrap_or(std::path::Path::new("the output")).display(),
+                ),
+                None if checkpoints.is_some() => eprintln!(
+                    "weir: {cause} came once the input was read: the run completed"
+                ),
+                None => eprintln!(
+                    "weir: stopped by {cause} after {} lines: every window was written; the rest of the input was not read",
+                    thousands(summary.parse.lines)
+                ),
+            }
         }
     }
     Ok(())
@@ -520,9 +561,27 @@ fn replay_to_kafka(a: ReplayArgs, to: KafkaUrl) -> Result<(), weir::Error> {
 /// Runs a Kafka-output job, with progress messages and a summary unless `quiet`; `file`: the
 /// input is a file (its summary speaks of lines, not partitions).
 fn run_kafka_job(cfg: &KafkaRunConfig, quiet: bool, file: bool) -> Result<(), weir::Error> {
-    let s = kafka_run::run(cfg, &say_unless(quiet))?;
+    let stop = stop_on_signals(
+        "committing a last checkpoint, then stopping (run the same command again to resume)",
+    );
+    let cfg = KafkaRunConfig {
+        suspend: Some(stop.clone()),
+        ..cfg.clone()
+    };
+    let s = kafka_run::run(&cfg, &say_unless(quiet))?;
     if !quiet {
         print_kafka_summary(&s, file);
+        match s.stopped_at {
+            Some(n) => eprintln!(
+                "weir: stopped by {} at epoch {n} (committed): run the same command again to resume",
+                stop.cause()
+            ),
+            None if stop.is_requested() => eprintln!(
+                "weir: {} came as the run was ending: it completed",
+                stop.cause()
+            ),
+            None => {}
+        }
     }
     Ok(())
 }
@@ -615,22 +674,62 @@ fn progress_bar(input: &std::path::Path) -> indicatif::ProgressBar {
 }
 
 fn run_serve(a: ServeArgs) -> Result<(), weir::Error> {
-    let cfg = ServeConfig {
-        listen: a.listen.clone(),
-        parse: a.job.parse_config(),
-        job: a.job.job_options()?,
-        once: a.once,
-    };
+    let mut cfg = ServeConfig::new(a.listen.clone());
+    cfg.parse = a.job.parse_config();
+    cfg.job = a.job.job_options()?;
+    cfg.once = a.once;
+    cfg.max_connections = a.max_connections;
+    cfg.idle_timeout = a.idle_timeout;
+    cfg.read_timeout = a.read_timeout;
+    cfg.stop = Some(stop_on_signals(
+        "no new connections; closing the open ones, then writing every window",
+    ));
     let quiet = a.job.quiet;
-    let summary = serve(&cfg, |addr| {
+    let summary = serve(&cfg, &say_unless(quiet), |addr| {
         if !quiet {
             eprintln!("weir: listening on {addr}");
         }
     })?;
     if !quiet {
-        print_summary(&summary, &cfg.job);
+        print_summary(&summary.run, &cfg.job);
+        let c = &summary.connections;
+        let formats: Vec<String> = summary
+            .formats
+            .iter()
+            .map(|(f, n)| format!("{f} {}", thousands(*n)))
+            .collect();
+        eprintln!(
+            "weir: {} connections: {} closed normally, {} closed for bad input, {} timed out, {} failed; {} refused (over --max-connections {}){}",
+            thousands(c.accepted),
+            thousands(c.closed),
+            thousands(c.bad_input),
+            thousands(c.timed_out),
+            thousands(c.failed),
+            thousands(c.refused),
+            cfg.max_connections,
+            if formats.is_empty() { String::new() } else { format!("; formats: {}", formats.join(", ")) },
+        );
+        if !summary.malformed_examples.is_empty() {
+            eprintln!("weir: first malformed lines:");
+            for l in &summary.malformed_examples {
+                eprintln!("  {l}");
+            }
+        }
+        if let Some(cause) = summary.stopped_by {
+            eprintln!("weir: stopped by {cause}: every window was written");
+        }
     }
     Ok(())
+}
+
+/// A stop requested by SIGINT or SIGTERM; `doing` says what the run does then. A second signal
+/// exits at once.
+fn stop_on_signals(doing: &str) -> Stop {
+    let stop = Stop::new();
+    if let Err(e) = stop.on_signals(doing) {
+        eprintln!("weir: warning: cannot handle SIGINT/SIGTERM ({e}): they end weir at once");
+    }
+    stop
 }
 
 fn run_gen(a: GenArgs) -> Result<(), weir::Error> {

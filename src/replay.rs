@@ -36,6 +36,8 @@ use weir_io::sink::{writer, BatchWriter, OutputFormat};
 use weir_io::source::{open_input, LineReader, LogInput, MappedFile, DEFAULT_CHUNK_BYTES};
 
 use crate::error::{opening, Error, Result};
+use crate::stop::Stop;
+use crate::units::thousands;
 
 /// A log format as the command line names it: one of [`LogFormat`], or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +145,10 @@ pub struct ReplayConfig {
     /// A pause after each file chunk: a test hook that slows a replay down so crash tests can
     /// kill it mid-run. Zero in normal use.
     pub chunk_delay: Duration,
+    /// Ends the replay early and cleanly when requested: reading stops, every window fires and
+    /// is written (a checkpointed replay takes a last checkpoint instead, and a rerun resumes
+    /// from it).
+    pub stop: Option<Stop>,
 }
 
 impl ReplayConfig {
@@ -156,6 +162,7 @@ impl ReplayConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             progress: None,
             chunk_delay: Duration::ZERO,
+            stop: None,
         }
     }
 }
@@ -415,7 +422,8 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
     let data = file.bytes();
     let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], file.path())?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let run = FileRun::new(cfg, file, opts.clone(), 0);
+    let mut run = FileRun::new(cfg, file, opts.clone(), 0);
+    run.halt = cfg.stop.clone();
     let spec = job_spec(&cfg.job, run.threads)?;
     let mut started = Started::start(&cfg.job, &spec, &opts)?;
     let parsed = run.parse(started.job.take_inputs());
@@ -448,6 +456,8 @@ pub(crate) struct Claims {
 struct ClaimState {
     next: usize,
     barrier: Option<(u64, usize)>,
+    /// The barrier after which every thread stops.
+    last: Option<u64>,
 }
 
 impl Claims {
@@ -456,23 +466,34 @@ impl Claims {
             state: std::sync::Mutex::new(ClaimState {
                 next: first,
                 barrier: None,
+                last: None,
             }),
         }
     }
 
-    /// The next chunk for a thread that has injected barriers up to `seen`, and the barrier it
-    /// must inject first, if any.
-    fn claim(&self, seen: &mut u64) -> (Option<u64>, usize) {
+    /// The next chunk for a thread that has injected barriers up to `seen`, the barrier it
+    /// must inject first, if any, and whether it must stop after that barrier (not parsing the
+    /// chunk).
+    fn claim(&self, seen: &mut u64) -> (Option<u64>, usize, bool) {
         let mut g = self.state.lock().expect("claims lock");
         let i = g.next;
         g.next += 1;
         match g.barrier {
             Some((epoch, at)) if i >= at && *seen < epoch => {
                 *seen = epoch;
-                (Some(epoch), i)
+                (Some(epoch), i, g.last == Some(epoch))
             }
-            _ => (None, i),
+            _ => (None, i, false),
         }
+    }
+
+    /// Like [`Claims::request`], for the run's last barrier: every thread stops once it has
+    /// injected it, so the checkpoint holds everything the run read.
+    pub(crate) fn request_last(&self, epoch: u64) -> usize {
+        let mut g = self.state.lock().expect("claims lock");
+        g.barrier = Some((epoch, g.next));
+        g.last = Some(epoch);
+        g.next
     }
 
     /// Requests barrier `epoch` before the first chunk not yet handed out; returns that chunk.
@@ -500,6 +521,9 @@ pub(crate) struct FileRun<'a> {
     resume_max_ts: Option<i64>,
     progress: Option<Progress>,
     chunk_delay: Duration,
+    /// Ends the parsing early, between chunks, when requested (a plain replay; a checkpointed
+    /// one stops at a barrier instead: [`Claims::request_last`]).
+    pub halt: Option<Stop>,
 }
 
 impl<'a> FileRun<'a> {
@@ -524,6 +548,7 @@ impl<'a> FileRun<'a> {
             resume_max_ts: None,
             progress: cfg.progress.clone(),
             chunk_delay: cfg.chunk_delay,
+            halt: None,
         }
     }
 
@@ -572,8 +597,10 @@ impl<'a> FileRun<'a> {
             self.stop.store(true, Ordering::Relaxed);
             e
         };
-        while !self.stop.load(Ordering::Relaxed) {
-            let (barrier, i) = self.claims.claim(&mut seen);
+        while !self.stop.load(Ordering::Relaxed)
+            && !self.halt.as_ref().is_some_and(Stop::is_requested)
+        {
+            let (barrier, i, last) = self.claims.claim(&mut seen);
             if let Some(epoch) = barrier {
                 // Rows of earlier chunks still buffered in the parser belong before the barrier.
                 parser.flush(&mut |b| batches.push(b));
@@ -584,6 +611,10 @@ impl<'a> FileRun<'a> {
                 let mut m = self.barrier_max_ts.lock().expect("lock");
                 let ts = m.entry(epoch).or_insert(i64::MAX);
                 *ts = (*ts).min(input.max_timestamp());
+                if last {
+                    // The run stops at this barrier: nothing after it is read.
+                    break;
+                }
             }
             let Some(range) = self.file.chunk(i, self.chunk_bytes) else {
                 break;
@@ -685,22 +716,39 @@ pub fn rebase_line(encoded: u64, lines_before: &[u64]) -> u64 {
 }
 
 fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<RunSummary> {
-    let mut lines =
-        LineReader::new(reader, cfg.input.clone(), 1 << 20).with_max_line(cfg.parse.max_line_bytes);
-    let first = lines.next_chunk()?.map(<[u8]>::to_vec).unwrap_or_default();
-    let format = pick_format(&cfg.parse, &first, &cfg.input)?;
+    let chunks = StreamChunks::spawn(
+        LineReader::new(reader, cfg.input.clone(), 1 << 20).with_max_line(cfg.parse.max_line_bytes),
+    );
+    let stop = cfg.stop.as_ref();
+    let first = chunks.next(stop)?;
+    let format = match (&first, cfg.parse.format) {
+        // Stopped before the first line: an empty run.
+        (None, Some(f)) => f,
+        (None, None) if stop.is_some_and(Stop::is_requested) => LogFormat::Combined,
+        (first, _) => pick_format(&cfg.parse, first.as_deref().unwrap_or_default(), &cfg.input)?,
+    };
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
     let spec = job_spec(&cfg.job, 1)?;
     let mut started = Started::start(&cfg.job, &spec, &opts)?;
     let input = started.job.input().expect("one input");
     let mut feed = Feed::new(opts, input);
     let fed = (|| -> Result<()> {
-        feed.chunk(&first, false, cfg.progress.as_ref())?;
-        while let Some(chunk) = lines.next_chunk()? {
-            feed.chunk(chunk, false, cfg.progress.as_ref())?;
+        let mut next = first;
+        while let Some(chunk) = next {
+            // Rows wait in the parser for a full batch only while more input is at hand: a
+            // quiet stream (a live pipe) has its rows pushed, and its windows fire on time.
+            feed.chunk(&chunk, chunks.caught_up(), cfg.progress.as_ref())?;
+            chunks.recycle(chunk);
+            next = chunks.next(stop)?;
         }
         Ok(())
     })();
+    if let Some(stop) = stop {
+        stop.set_dropping(format!(
+            "the results not yet written of {} lines read",
+            thousands(feed.lines())
+        ));
+    }
     let (stats, job) = feed.close(fed, started)?;
     Ok(RunSummary {
         format,
@@ -709,6 +757,62 @@ fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<Run
         elapsed: Duration::ZERO,
         input_bytes: None,
     })
+}
+
+/// The chunks of a stream, read on a thread of their own so that a stop is noticed at once even
+/// while the stream has nothing to read (a quiet pipe): the reader thread is then left blocked
+/// in its read, and ends with the process. Buffers go round between the two threads, so a long
+/// stream does not allocate per chunk.
+struct StreamChunks {
+    chunks: crossbeam_channel::Receiver<Result<Vec<u8>>>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
+}
+
+impl StreamChunks {
+    fn spawn(mut lines: LineReader<Box<dyn Read + Send>>) -> Self {
+        let (tx, chunks) = crossbeam_channel::bounded(2);
+        let (spare, spares) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        std::thread::spawn(move || loop {
+            let msg = match lines.next_chunk() {
+                Ok(Some(c)) => {
+                    let mut buf = spares.try_recv().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(c);
+                    Ok(buf)
+                }
+                Ok(None) => return,
+                Err(e) => Err(e.into()),
+            };
+            let failed = msg.is_err();
+            if tx.send(msg).is_err() || failed {
+                return;
+            }
+        });
+        Self { chunks, spare }
+    }
+
+    /// The next chunk; `None` at the end of the stream or once `stop` is requested.
+    fn next(&self, stop: Option<&Stop>) -> Result<Option<Vec<u8>>> {
+        let never = crossbeam_channel::never();
+        let woken = stop.map_or(&never, Stop::woken);
+        if stop.is_some_and(Stop::is_requested) {
+            return Ok(None);
+        }
+        crossbeam_channel::select! {
+            recv(self.chunks) -> c => c.ok().transpose(),
+            recv(woken) -> _ => Ok(None),
+        }
+    }
+
+    /// Whether no chunk is waiting: the reader has caught up with the stream.
+    fn caught_up(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Hands a used buffer back to the reader.
+    fn recycle(&self, buf: Vec<u8>) {
+        let _ = self.spare.try_send(buf);
+    }
 }
 
 /// A parser feeding one input from sequential chunks, numbering lines as it goes.
@@ -749,6 +853,26 @@ impl Feed {
             p(chunk.len() as u64);
         }
         Ok(())
+    }
+
+    /// Lines read so far.
+    pub(crate) fn lines(&self) -> u64 {
+        self.parser.stats().lines
+    }
+
+    /// Ends this source without ending the input: pushes what is buffered and hands the input
+    /// back (for the next source that takes it over), with the source's counters.
+    pub(crate) fn release(self) -> Result<(Input, ParseStats)> {
+        let Feed {
+            mut parser,
+            mut input,
+            mut batches,
+        } = self;
+        parser.flush(&mut |b| batches.push(b));
+        for b in batches {
+            input.push(b)?;
+        }
+        Ok((input, parser.take_stats()))
     }
 
     /// Ends the run: pushes what is buffered and finishes the input if `fed` (the reading

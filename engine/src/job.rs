@@ -468,6 +468,24 @@ impl Input {
         self.watermark.resume(max_timestamp);
     }
 
+    /// Says this input has nothing to send for now (its source has gone, e.g. a connection
+    /// closed): until its next message it holds no window back, so the other inputs' windows
+    /// fire without it; and its watermark starts over, so the next rows (perhaps from another
+    /// source) are judged as those of a new input. Rows behind the worker's watermark are late
+    /// as usual. An idle input still takes part in barrier alignment: jobs that take
+    /// checkpoints must keep sending barriers through it.
+    pub fn idle(&mut self) -> Result<()> {
+        self.watermark.restart();
+        self.broadcast(Message::Idle)
+    }
+
+    /// Says this input is active again before it has rows to send (a new source has taken it
+    /// over): from now on it holds windows back from the start of event time until its rows
+    /// move its watermark, or until it has been silent for the job's idle timeout.
+    pub fn active(&mut self) -> Result<()> {
+        self.broadcast(Message::Active)
+    }
+
     /// Rows pushed through this input.
     pub fn rows(&self) -> u64 {
         self.rows

@@ -7,7 +7,8 @@
 //!  push(batch) ─▶ watermark slices ─▶ hash partition ─▶ queue ─▶ worker (pinned) ─▶ queue ─▶ collector ─▶ sink
 //! ```
 //!
-//! - One [`Message`] type on every queue: data, watermark, checkpoint barrier, end of input.
+//! - One [`Message`] type on every queue: data, watermark, checkpoint barrier, an input's
+//!   idle/active status, end of input.
 //! - Per-row work happens only in the key hash tables and accumulator loops; everything else
 //!   moves whole batches.
 //! - The engine knows nothing of log formats or Kafka: it takes batches and gives batches.

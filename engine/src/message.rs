@@ -19,6 +19,14 @@ pub enum Message {
     Watermark(i64),
     /// Checkpoint barrier `epoch`: everything before it belongs to checkpoint `epoch`.
     Barrier(Barrier),
+    /// The sender has nothing to send for now (Flink's idle watermark status): it holds no
+    /// window back until its next message, and its watermark starts over from there. Only
+    /// between an input and a worker.
+    Idle,
+    /// The sender is active again, at the start of event time, before it has sent any rows:
+    /// it holds windows back from now on (or until it goes idle). Only between an input and a
+    /// worker.
+    Active,
     /// The sender is done; nothing follows.
     End,
 }

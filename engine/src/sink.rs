@@ -148,6 +148,8 @@ pub(crate) fn collect(
                 c.release(*wms.iter().min().expect("at least one worker"))?;
             }
             Ok(Message::Barrier(Barrier { epoch })) => held[w] = Some(epoch),
+            // Only inputs say these; a worker never forwards them.
+            Ok(Message::Idle | Message::Active) => {}
             Ok(Message::End) => {
                 ended[w] = true;
                 wms[w] = i64::MAX;

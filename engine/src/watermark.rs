@@ -6,6 +6,11 @@
 //!   input 2 ──(idle)─────┘    (an idle input is left out of the min while others advance)
 //! ```
 //!
+//! An input is idle when it says so ([`Message::Idle`](crate::message::Message::Idle): its
+//! source has gone, e.g. a connection closed, and the input waits for the next one) or, with an
+//! idle timeout, when it has sent nothing for that long. An input that said it is idle starts
+//! its watermark over when it becomes active again, as a new source would.
+//!
 //! A watermark `w` promises that no row of a window ending at or before `w` follows. With
 //! ascending timestamps `w` is the largest timestamp seen; with a bound `b` on out-of-orderness
 //! it is that minus `b` (Flink's `BoundedOutOfOrdernessWatermarks`, whose `-1` is folded into
@@ -75,6 +80,13 @@ impl InputWatermark {
         self.max_ts
     }
 
+    /// Starts over as if nothing had been seen (the input's next rows come from a new source).
+    pub fn restart(&mut self) {
+        self.max_ts = i64::MIN;
+        self.current = i64::MIN;
+        self.next_end = i64::MIN;
+    }
+
     /// Continues as if `max_ts` had been the largest timestamp seen (a restored input).
     pub fn resume(&mut self, max_ts: i64) {
         let bound = match self.strategy {
@@ -117,8 +129,9 @@ impl InputWatermark {
     }
 }
 
-/// The watermark of a worker: the minimum over its inputs, leaving out inputs that have ended
-/// and, while some other input is active, inputs idle for longer than the idle timeout.
+/// The watermark of a worker: the minimum over its inputs, leaving out inputs that have ended or
+/// said they are idle and, while some other input is active, inputs silent for longer than the
+/// idle timeout.
 #[derive(Debug)]
 pub struct CombinedWatermark {
     inputs: Vec<InputState>,
@@ -129,6 +142,8 @@ pub struct CombinedWatermark {
 struct InputState {
     wm: i64,
     ended: bool,
+    /// Said it is idle, and has sent nothing since.
+    idle: bool,
     last_active: Instant,
 }
 
@@ -141,6 +156,7 @@ impl CombinedWatermark {
                 InputState {
                     wm: i64::MIN,
                     ended: false,
+                    idle: false,
                     last_active: now
                 };
                 n
@@ -149,9 +165,17 @@ impl CombinedWatermark {
         }
     }
 
-    /// Input `i` sent something (data or control) at `now`.
+    /// Input `i` sent something (data or control) at `now`: it is active.
     pub fn touch(&mut self, i: usize, now: Instant) {
         self.inputs[i].last_active = now;
+        self.inputs[i].idle = false;
+    }
+
+    /// Input `i` said it is idle: it holds nothing back until it sends again, and then starts
+    /// from the minimum watermark, as a new source.
+    pub fn idle(&mut self, i: usize) {
+        self.inputs[i].idle = true;
+        self.inputs[i].wm = i64::MIN;
     }
 
     /// Input `i` reached watermark `wm`.
@@ -176,9 +200,14 @@ impl CombinedWatermark {
     /// As in Flink's watermark valve, an input that becomes idle stops counting while another
     /// is still active. When every live input has gone quiet, the one active last was the only
     /// active input when the others went idle, so its watermark stands: the result depends on
-    /// the order in which inputs fell silent, not on when this is asked.
+    /// the order in which inputs fell silent, not on when this is asked. Inputs that said they
+    /// are idle are left out altogether; when every input that has not ended said so, nothing
+    /// moves (`i64::MIN`) until one sends again.
     pub fn current(&self, now: Instant) -> i64 {
-        let live = self.inputs.iter().filter(|s| !s.ended);
+        if self.inputs.iter().all(|s| s.ended || s.idle) && self.inputs.iter().any(|s| s.idle) {
+            return i64::MIN;
+        }
+        let live = self.inputs.iter().filter(|s| !s.ended && !s.idle);
         let Some(timeout) = self.idle_timeout else {
             return live.map(|s| s.wm).min().unwrap_or(i64::MAX);
         };
@@ -253,5 +282,36 @@ mod tests {
         c.end(1);
         assert!(c.all_ended());
         assert_eq!(c.current(later), i64::MAX);
+    }
+
+    #[test]
+    fn an_input_that_says_it_is_idle_holds_nothing_back_and_starts_over() {
+        let t0 = Instant::now();
+        let mut c = CombinedWatermark::new(3, None);
+        for i in 0..3 {
+            c.touch(i, t0);
+        }
+        c.update(0, 10);
+        c.update(1, 20);
+        c.idle(2);
+        assert_eq!(c.current(t0), 10, "input 2 is idle: left out at once");
+        c.idle(0);
+        assert_eq!(c.current(t0), 20);
+        c.idle(1);
+        assert_eq!(c.current(t0), i64::MIN, "all idle: nothing moves");
+        c.touch(0, t0);
+        assert_eq!(
+            c.current(t0),
+            i64::MIN,
+            "active again, from the start of time"
+        );
+        c.update(0, 5);
+        assert_eq!(c.current(t0), 5, "its old watermark (10) is gone");
+        c.end(0);
+        assert_eq!(c.current(t0), i64::MIN, "ended, the others idle");
+        let mut w = InputWatermark::new(WatermarkStrategy::Ascending, w5());
+        assert_eq!(w.advance(&[12_000]), Some((1, 12_000)));
+        w.restart();
+        assert_eq!(w.advance(&[3_000]), Some((1, 3_000)), "starts over");
     }
 }

@@ -128,11 +128,15 @@ impl Worker {
                 run.advance(wm.current(now))?;
                 continue;
             };
-            wm.touch(i, now);
+            if !matches!(msg, Some(Message::Idle)) {
+                wm.touch(i, now);
+            }
             match msg {
                 Some(Message::Data(batch)) => run.process(&batch)?,
                 Some(Message::Watermark(w)) => wm.update(i, w),
                 Some(Message::Barrier(Barrier { epoch })) => held[i] = Some(epoch),
+                Some(Message::Idle) => wm.idle(i),
+                Some(Message::Active) => {}
                 Some(Message::End) => {
                     ended[i] = true;
                     wm.end(i);
