@@ -33,6 +33,7 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 pub struct MappedFile {
     map: Option<Mmap>,
     path: PathBuf,
+    meta: std::fs::Metadata,
 }
 
 impl MappedFile {
@@ -66,6 +67,7 @@ impl MappedFile {
         Ok(Self {
             map,
             path: path.to_owned(),
+            meta,
         })
     }
 
@@ -77,6 +79,13 @@ impl MappedFile {
     /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The metadata of the file as it was opened (`fstat` of the mapped file: its length,
+    /// modification time, device and inode match the mapped bytes, whatever the path names
+    /// since).
+    pub fn metadata(&self) -> &std::fs::Metadata {
+        &self.meta
     }
 
     /// Number of chunks of `chunk_bytes` (the last may be short).
