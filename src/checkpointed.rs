@@ -97,12 +97,13 @@ pub struct SourcePosition {
 /// that changes what the state or the positions mean is part of it; the input names the file
 /// and how it is read, and the input file's length, modification time, inode and sampled
 /// checksums ([`InputFile`]) tell whether its bytes are still those the checkpoint was taken on.
-pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> JobIdentity {
+pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> Result<JobIdentity> {
     let path = file
         .path()
         .canonicalize()
         .unwrap_or_else(|_| file.path().to_owned());
-    JobIdentity {
+    let input_file = InputFile::of(file.file()).map_err(|e| weir_io::Error::io(file.path(), e))?;
+    Ok(JobIdentity {
         input: format!(
             "{} ({format}, chunks of {} bytes, {:?}, {:?} output)",
             path.display(),
@@ -114,8 +115,8 @@ pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> JobIdent
         keys: cfg.job.keys.clone(),
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
-        input_file: Some(InputFile::of(file.metadata(), file.bytes())),
-    }
+        input_file: Some(input_file),
+    })
 }
 
 /// The sentence that ends every refusal of a checkpoint of a replay: what `--fresh` does.
@@ -188,7 +189,7 @@ pub fn replay_checkpointed(
     let data = file.bytes();
     let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], path)?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let id = identity(cfg, &file, format.name());
+    let id = identity(cfg, &file, format.name())?;
 
     let mut store = CheckpointStore::open(&ck.dir)?;
     let parts_dir = ck.dir.join(PARTS_DIR);

@@ -250,7 +250,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     };
     summary.format = Some(format);
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let id = identity(cfg, partitions, format, file.as_ref());
+    let id = identity(cfg, partitions, format, file.as_ref())?;
     let committed = progress.as_ref().map_or(0, |p| p.epoch);
     let restored = restore_point(&store, &id, progress.as_ref(), cfg)?;
     store.continue_after(committed)?;
@@ -546,7 +546,7 @@ fn identity(
     partitions: usize,
     format: LogFormat,
     file: Option<&MappedFile>,
-) -> JobIdentity {
+) -> Result<JobIdentity> {
     let from = match (&cfg.from, file) {
         (Source::File(p), Some(_)) => p
             .canonicalize()
@@ -555,7 +555,11 @@ fn identity(
             .to_string(),
         _ => cfg.from.to_string(),
     };
-    JobIdentity {
+    let input_file = match file {
+        Some(f) => Some(InputFile::of(f.file()).map_err(|e| weir_io::Error::io(f.path(), e))?),
+        None => None,
+    };
+    Ok(JobIdentity {
         input: format!(
             "{from} ({partitions} partitions, {}, {:?}) to {} ({:?})",
             format.name(),
@@ -567,8 +571,8 @@ fn identity(
         keys: cfg.job.keys.clone(),
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
-        input_file: file.map(|f| InputFile::of(f.metadata(), f.bytes())),
-    }
+        input_file,
+    })
 }
 
 /// The configured format, or the one detected from the first records of the first partition

@@ -33,7 +33,7 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 pub struct MappedFile {
     map: Option<Mmap>,
     path: PathBuf,
-    meta: std::fs::Metadata,
+    file: File,
 }
 
 impl MappedFile {
@@ -67,7 +67,7 @@ impl MappedFile {
         Ok(Self {
             map,
             path: path.to_owned(),
-            meta,
+            file,
         })
     }
 
@@ -81,11 +81,10 @@ impl MappedFile {
         &self.path
     }
 
-    /// The metadata of the file as it was opened (`fstat` of the mapped file: its length,
-    /// modification time, device and inode match the mapped bytes, whatever the path names
-    /// since).
-    pub fn metadata(&self) -> &std::fs::Metadata {
-        &self.meta
+    /// The open file that is mapped: its metadata and contents are those of the mapped bytes,
+    /// whatever the path names since.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// Number of chunks of `chunk_bytes` (the last may be short).

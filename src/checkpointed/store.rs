@@ -95,8 +95,9 @@ pub struct Found {
     pub checkpoint: Option<Restored>,
     /// Newer checkpoints that were not usable, each naming the file and the reason.
     pub skipped: Vec<String>,
-    /// Whether a skipped one was complete but damaged (not merely never completed).
-    pub damaged: bool,
+    /// The complete but damaged ones among them (not merely never completed): epoch, and the
+    /// damaged file with what is wrong with it.
+    pub damaged: Vec<(u64, String)>,
 }
 
 impl Found {
@@ -104,13 +105,33 @@ impl Found {
     /// complete (damaged: restoring none and starting from nothing would silently discard
     /// it), or `None`. `start_over` says how to start over.
     pub fn refusal(&self, dir: &std::path::Path, start_over: &str) -> Option<Error> {
-        if self.checkpoint.is_some() || !self.damaged {
+        if self.checkpoint.is_some() || self.damaged.is_empty() {
             return None;
         }
+        // One damaged file (an output part) usually fails every checkpoint: name it once.
+        let mut reasons: Vec<(&str, Vec<u64>)> = Vec::new();
+        for (epoch, reason) in &self.damaged {
+            match reasons.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, epochs)) => epochs.push(*epoch),
+                None => reasons.push((reason, vec![*epoch])),
+            }
+        }
+        let reasons: Vec<String> = reasons
+            .iter()
+            .map(|(reason, epochs)| {
+                let epochs: Vec<String> = epochs.iter().map(u64::to_string).collect();
+                let which = if epochs.len() == 1 {
+                    format!("checkpoint {}", epochs[0])
+                } else {
+                    format!("checkpoints {}", epochs.join(", "))
+                };
+                format!("{reason} ({which})")
+            })
+            .collect();
         Some(Error::Refused(format!(
             "no checkpoint in {} can be restored: {}. {start_over}",
             dir.display(),
-            self.skipped.join("; ")
+            reasons.join("; ")
         )))
     }
 }
@@ -169,7 +190,11 @@ impl CheckpointStore {
         let damaged = recovery
             .skipped
             .iter()
-            .any(|s| matches!(s.reason, SkipReason::Damaged(_)));
+            .filter_map(|s| match &s.reason {
+                SkipReason::Damaged(e) => Some((s.epoch, e.to_string())),
+                _ => None,
+            })
+            .collect();
         let checkpoint = recovery.restored.map(|r| Restored {
             epoch: r.epoch,
             is_final: r
