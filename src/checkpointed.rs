@@ -193,10 +193,10 @@ pub fn replay_checkpointed(
 
     let mut store = CheckpointStore::open(&ck.dir)?;
     let parts_dir = ck.dir.join(PARTS_DIR);
+    let start_over = start_over(&ck.dir, path);
     let restored = if ck.fresh {
         None
     } else {
-        let start_over = start_over(&ck.dir, path);
         let found = store.latest_valid(&id, &start_over)?;
         if let Some(refused) = found.refusal(&ck.dir, &start_over) {
             return Err(refused);
@@ -206,14 +206,27 @@ pub fn replay_checkpointed(
         }
         found.checkpoint
     };
-    store.continue_after(restored.as_ref().map_or(0, |r| r.epoch))?;
-    let mut stats = CheckpointStats::default();
-
-    // The parts the restored checkpoint relies on, verified by the restore: 1..=its epoch.
+    // What the restored checkpoint says, read before anything in the folder changes: the
+    // output parts it relies on (verified by the restore: 1..=its epoch) and its position.
+    let committed = restored.as_ref().map_or(0, |r| r.epoch);
+    let unusable = |what: String| {
+        Error::Refused(format!(
+            "checkpoint {committed} in {}: {what}. {start_over}",
+            ck.dir.display()
+        ))
+    };
     let mut parts_digests = match &restored {
-        Some(r) => r.parts()?,
+        Some(r) => r.parts().map_err(|e| unusable(e.to_string()))?,
         None => Vec::new(),
     };
+    let position: SourcePosition = match &restored {
+        Some(r) => serde_json::from_value(r.sources.clone())
+            .map_err(|e| unusable(format!("unreadable source position: {e}")))?,
+        None => SourcePosition::default(),
+    };
+    store.continue_after(committed)?;
+    let mut stats = CheckpointStats::default();
+
     if let Some(r) = restored.as_ref().filter(|r| r.is_final) {
         // The run had finished; only the output may be missing.
         concat_into(&parts_dir, &parts_digests, &output)?;
@@ -225,15 +238,6 @@ pub fn replay_checkpointed(
         return Ok((final_summary(format, &r.sources, started_at), stats));
     }
 
-    let committed = restored.as_ref().map_or(0, |r| r.epoch);
-    let position: SourcePosition = match &restored {
-        Some(r) => serde_json::from_value(r.sources.clone()).map_err(|e| {
-            Error::usage(format!(
-                "checkpoint {committed}: unreadable source position: {e}"
-            ))
-        })?,
-        None => SourcePosition::default(),
-    };
     if let Some(r) = &restored {
         say(&format!(
             "resuming from checkpoint {} in {}: byte {} (line {}) of {}",

@@ -14,7 +14,7 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -76,10 +76,17 @@ fn complete_checkpoints(dir: &Path) -> Vec<u64> {
     epochs
 }
 
-/// Waits until `dir` holds at least `n` complete checkpoints, the newest one's output part in
-/// place if the run writes parts (the event a test acts on).
-fn wait_for_checkpoints(child: &mut std::process::Child, dir: &Path, n: usize) {
-    let deadline = Instant::now() + COMMAND_LIMIT;
+/// Runs `weir args` and kills it with SIGKILL once `dir` holds `n` complete checkpoints, the
+/// newest one's output part in place if the run writes parts (the event a test acts on). A run
+/// that ends before fails the test with its stderr (a Kafka job without a broker says to start
+/// one).
+fn kill_after_checkpoints(args: &[&str], dir: &Path, n: usize) {
+    let mut child = weir()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let ready = || {
         let complete = complete_checkpoints(dir);
         let parts = dir.join("output");
@@ -89,14 +96,21 @@ fn wait_for_checkpoints(child: &mut std::process::Child, dir: &Path, n: usize) {
                     .join(format!("part-{:09}", complete.last().unwrap()))
                     .exists())
     };
+    let deadline = Instant::now() + COMMAND_LIMIT;
     while !ready() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before {n} checkpoints were complete"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run ended before {n} checkpoints were complete ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         assert!(Instant::now() < deadline, "no {n} checkpoints in {dir:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
 }
 
 /// A checkpointed replay of a fresh log, killed with SIGKILL once three checkpoints are complete.
@@ -114,15 +128,7 @@ impl Killed {
         gen_log(&log, seed);
         let (out, dir) = (tmp.path().join("out.csv"), tmp.path().join("ck"));
         let k = Self { tmp, log, out, dir };
-        let mut child = weir()
-            .args(k.args())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_checkpoints(&mut child, &k.dir, 3);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_after_checkpoints(&k.args(), &k.dir, 3);
         assert!(!k.out.exists(), "the run was killed before its end");
         k
     }
@@ -195,7 +201,7 @@ fn a_damaged_newest_part_falls_back_to_the_previous_checkpoint() {
         assert!(res.status.success(), "{how:?}: {err}");
         let name = format!("part-{newest:09}");
         assert!(
-            err.contains(&format!("skipped checkpoint"))
+            err.contains("skipped checkpoint")
                 && err.contains(&name)
                 && err.contains(&format!("resuming from checkpoint {previous} ")),
             "{how:?}: the fallback must name {name} and resume from {previous}:\n{err}"
@@ -354,12 +360,11 @@ fn a_changed_sampled_block_in_the_middle_is_named() {
         .nth(2)
         .expect("sampled blocks inside the checkpointed prefix");
     let t = mtime(&k.log);
-    let mut f = OpenOptions::new().write(true).open(&k.log).unwrap();
     let at = middle + 100;
-    let mut bytes = fs::read(&k.log).unwrap();
-    bytes[at as usize] ^= 0x01;
+    let byte = fs::read(&k.log).unwrap()[at as usize] ^ 0x01;
+    let mut f = OpenOptions::new().write(true).open(&k.log).unwrap();
     f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&bytes[at as usize..=at as usize]).unwrap();
+    f.write_all(&[byte]).unwrap();
     drop(f);
     set_mtime(&k.log, t);
 
@@ -424,15 +429,7 @@ fn a_kafka_file_job_on_a_changed_input_is_refused() {
         "--test-chunk-delay",
         "2ms",
     ];
-    let mut child = weir()
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_checkpoints(&mut child, &dir, 2);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_checkpoints(&args, &dir, 2);
     change_first_line(&log);
 
     let res = output(weir().args(args), "the resumed Kafka file job");
