@@ -4,10 +4,11 @@
 //!  timer ─▶ claims.request(n) ─▶ every parser thread injects barrier n before its next chunk
 //!                                   │
 //!  workers align n, freeze state ───┼──▶ snapshots ──▶ coordinator: write worker-i.state, fsync
-//!  collector aligns n ──▶ sink seals pending-n (fsync) ──▶ coordinator ──┘
+//!  collector aligns n ──▶ sink seals pending-n (len, xxh3) ──▶ coordinator ──┘
 //!                                                           │ all pieces of n known
 //!                                                           ▼
-//!                              MANIFEST (temp, fsync, rename, fsync dir) ─▶ promote part n ─▶ retain
+//!        pending-n: fsync, rename part-n, fsync dir ─▶ MANIFEST listing parts 1..=n with their
+//!        lengths and XXH3-64 (temp, fsync, rename, fsync dir) ─▶ retain
 //! ```
 //!
 //! One checkpoint is in flight at a time. Part *n* is sealed, fsynced and renamed `part-n`

@@ -169,7 +169,8 @@ struct ReplayArgs {
     /// --checkpoint-dir; the records are those of `weir run`).
     #[arg(long)]
     to: Option<KafkaUrl>,
-    /// Ignore existing checkpoints in --checkpoint-dir and start over.
+    /// Start over: delete the checkpoints and output parts in --checkpoint-dir and replay from
+    /// the first line (not with --to: Kafka keeps what a job committed).
     #[arg(long)]
     fresh: bool,
     /// Complete checkpoints to keep.

@@ -1,9 +1,11 @@
 //! The manifest: the one file that makes a checkpoint folder a checkpoint.
 //!
 //! It is JSON (readable with `jq`), lists every other file of the checkpoint with its length and
-//! checksum, and every file outside the folder that the checkpoint relies on (`external`: e.g.
-//! the committed output parts, shared by successive checkpoints) likewise, carries the sources' positions and the sink's state as opaque JSON, and identifies
-//! the job so a checkpoint is never restored into a different one. Its last field, `checksum`,
+//! checksum, and likewise every file outside the folder that the checkpoint relies on
+//! (`external`: e.g. the committed output parts, shared by successive checkpoints), carries the
+//! sources' positions and the sink's state as opaque JSON, and identifies the job (its input
+//! file included, [`InputFile`]) so a checkpoint is never restored into a different one or onto
+//! a changed input. Its last field, `checksum`,
 //! is the XXH3-64 of the file as written with that field's 16 hex digits replaced by zeros, so a
 //! damaged manifest is caught even when it still parses.
 //!
