@@ -4,15 +4,18 @@
 //!  timer ─▶ claims.request(n) ─▶ every parser thread injects barrier n before its next chunk
 //!                                   │
 //!  workers align n, freeze state ───┼──▶ snapshots ──▶ coordinator: write worker-i.state, fsync
-//!  collector aligns n ──▶ sink seals pending-n (fsync) ──▶ coordinator ──┘
+//!  collector aligns n ──▶ sink seals pending-n (len, xxh3) ──▶ coordinator ──┘
 //!                                                           │ all pieces of n known
 //!                                                           ▼
-//!                              MANIFEST (temp, fsync, rename, fsync dir) ─▶ promote part n ─▶ retain
+//!        pending-n: fsync, rename part-n, fsync dir ─▶ MANIFEST listing parts 1..=n with their
+//!        lengths and XXH3-64 (temp, fsync, rename, fsync dir) ─▶ retain
 //! ```
 //!
-//! One checkpoint is in flight at a time. At the end of the input the last results are sealed as
-//! a final epoch whose manifest says `final`, and the committed parts are concatenated into the
-//! output path (temp file, fsync, rename), so the output appears whole, once.
+//! One checkpoint is in flight at a time. Part *n* is sealed, fsynced and renamed `part-n`
+//! before manifest *n* is committed, and every manifest lists the parts `1..=n` it relies on
+//! with their lengths and XXH3-64. At the end of the input the last results are sealed as a
+//! final epoch whose manifest says `final`, and the parts are concatenated into the output path
+//! (each verified as it is copied; temp file, fsync, rename), so the output appears whole, once.
 //!
 //! A stop request (SIGINT, SIGTERM) ends the run at a last, ordinary checkpoint instead: the
 //! coordinator requests its barrier at once, every parser thread stops after injecting it, and
@@ -20,11 +23,14 @@
 //! after it goes to a pending part that is never committed. Running the same command again
 //! resumes from that checkpoint, and the output appears when the run completes.
 //!
-//! Recovery: the newest checkpoint whose manifest and files verify (checksums) is restored: the
-//! workers' state, the file position (a chunk index: the barrier splits the file at a chunk
-//! boundary on every input), the inputs' watermark, the counters of lines before it, and the
-//! output parts up to it (later pending parts are discarded). A corrupt checkpoint is reported by
-//! file name and the previous one is used. On-disk format: [`store`].
+//! Recovery: the newest checkpoint whose manifest, files and output parts verify (checksums) is
+//! restored: the workers' state, the file position (a chunk index: the barrier splits the file
+//! at a chunk boundary on every input), the inputs' watermark, the counters of lines before it,
+//! and the output parts up to it (later parts are discarded). A damaged checkpoint, state file or
+//! part, is reported by file name and the previous one is used; when none is usable the run is
+//! refused, saying that `--fresh` starts over. A checkpoint of another job, or of an input file
+//! that changed since (its identity: [`identity`]), is refused naming what differs. On-disk
+//! format: [`store`].
 
 pub mod store;
 
@@ -36,7 +42,7 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use weir_engine::{ResultSink, SinkError, WorkerSnapshot};
-use weir_io::parts::{concat_into, promote, PartFiles, SealedPart};
+use weir_io::parts::{concat_into, promote, PartDigest, PartFiles, SealedPart};
 use weir_io::sink::{continue_writer, BatchWriter, OutputFormat};
 use weir_io::source::MappedFile;
 
@@ -46,8 +52,8 @@ use crate::replay::{
     RunSummary, Started,
 };
 use crate::stop::Stop;
-use store::CheckpointStore;
-use weir_engine::checkpoint::JobIdentity;
+use store::{CheckpointStore, PARTS_DIR};
+use weir_engine::checkpoint::{InputFile, JobIdentity};
 
 /// Checkpointing settings.
 #[derive(Debug, Clone)]
@@ -100,18 +106,19 @@ pub struct SourcePosition {
 }
 
 /// The identity of a replay job: a checkpoint is restored only into the same job. Everything
-/// that changes what the state or the positions mean is part of it; the input names the file,
-/// its size and how it is read.
-pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> JobIdentity {
+/// that changes what the state or the positions mean is part of it; the input names the file
+/// and how it is read, and the input file's length, modification time, inode and sampled
+/// checksums ([`InputFile`]) tell whether its bytes are still those the checkpoint was taken on.
+pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> Result<JobIdentity> {
     let path = file
         .path()
         .canonicalize()
         .unwrap_or_else(|_| file.path().to_owned());
-    JobIdentity {
+    let input_file = InputFile::of(file.file()).map_err(|e| weir_io::Error::io(file.path(), e))?;
+    Ok(JobIdentity {
         input: format!(
-            "{} ({} bytes, {format}, chunks of {} bytes, {:?}, {:?} output)",
+            "{} ({format}, chunks of {} bytes, {:?}, {:?} output)",
             path.display(),
-            file.bytes().len(),
             cfg.chunk_bytes,
             cfg.job.watermark,
             cfg.job.output_format,
@@ -120,7 +127,18 @@ pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> JobIdent
         keys: cfg.job.keys.clone(),
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
-    }
+        input_file: Some(input_file),
+    })
+}
+
+/// The sentence that ends every refusal of a checkpoint of a replay: what `--fresh` does.
+fn start_over(dir: &Path, input: &Path) -> String {
+    format!(
+        "--fresh starts over: it deletes the checkpoints and output parts in {} and replays {} \
+         from its first line",
+        dir.display(),
+        input.display()
+    )
 }
 
 /// Maps the input of a checkpointed run, which must be a plain file: a run resumes from a
@@ -198,28 +216,47 @@ pub fn replay_checkpointed(
     let data = file.bytes();
     let format = pick_format(&cfg.parse, &data[..data.len().min(1 << 16)], path)?;
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let id = identity(cfg, &file, format.name());
+    let id = identity(cfg, &file, format.name())?;
 
     let mut store = CheckpointStore::open(&ck.dir)?;
-    let parts_dir = ck.dir.join("output");
+    let parts_dir = ck.dir.join(PARTS_DIR);
+    let start_over = start_over(&ck.dir, path);
     let restored = if ck.fresh {
         None
     } else {
-        let found = store.latest_valid(&id)?;
+        let found = store.latest_valid(&id, &start_over)?;
+        if let Some(refused) = found.refusal(&ck.dir, &start_over) {
+            return Err(refused);
+        }
         for skipped in &found.skipped {
             say(skipped);
         }
         found.checkpoint
     };
-    store.continue_after(restored.as_ref().map_or(0, |r| r.epoch))?;
+    // What the restored checkpoint says, read before anything in the folder changes: the
+    // output parts it relies on (verified by the restore: 1..=its epoch) and its position.
+    let committed = restored.as_ref().map_or(0, |r| r.epoch);
+    let unusable = |what: String| {
+        Error::Refused(format!(
+            "checkpoint {committed} in {}: {what}. {start_over}",
+            ck.dir.display()
+        ))
+    };
+    let mut parts_digests = match &restored {
+        Some(r) => r.parts().map_err(|e| unusable(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let position: SourcePosition = match &restored {
+        Some(r) => serde_json::from_value(r.sources.clone())
+            .map_err(|e| unusable(format!("unreadable source position: {e}")))?,
+        None => SourcePosition::default(),
+    };
+    store.continue_after(committed)?;
     let mut stats = CheckpointStats::default();
 
     if let Some(r) = restored.as_ref().filter(|r| r.is_final) {
-        // The run had finished; only promotions and the output may be missing.
-        for e in 1..=r.epoch {
-            promote(&parts_dir, e)?;
-        }
-        concat_into(&parts_dir, r.epoch, &output)?;
+        // The run had finished; only the output may be missing.
+        concat_into(&parts_dir, &parts_digests, &output)?;
         say(&format!(
             "checkpoint {} is final: the run was complete; output written again",
             r.epoch
@@ -228,15 +265,6 @@ pub fn replay_checkpointed(
         return Ok((final_summary(format, &r.sources, started_at), stats));
     }
 
-    let committed = restored.as_ref().map_or(0, |r| r.epoch);
-    let position: SourcePosition = match &restored {
-        Some(r) => serde_json::from_value(r.sources.clone()).map_err(|e| {
-            Error::usage(format!(
-                "checkpoint {committed}: unreadable source position: {e}"
-            ))
-        })?,
-        None => SourcePosition::default(),
-    };
     if let Some(r) = &restored {
         say(&format!(
             "resuming from checkpoint {} in {}: byte {} (line {}) of {}",
@@ -314,6 +342,7 @@ pub fn replay_checkpointed(
                 &id,
                 &mut leftover,
                 cfg.stop.as_ref(),
+                &mut parts_digests,
             )
         });
         let parsed = run.parse(inputs);
@@ -348,6 +377,7 @@ pub fn replay_checkpointed(
     // The final epoch: everything after the last committed checkpoint, in the parts sealed since
     // (the last by the sink's finish, once the job has ended).
     leftover.extend(sealed_rx.try_iter());
+    leftover.sort_by_key(|p| p.epoch);
     let Some(final_epoch) = leftover.iter().map(|p| p.epoch).max() else {
         return Err(Error::Engine(weir_engine::EngineError::Internal(
             "the output's last part was not sealed".into(),
@@ -366,13 +396,30 @@ pub fn replay_checkpointed(
     .expect("serialisable");
     for p in &leftover {
         p.sync()?;
+        promote(&parts_dir, p.epoch)?;
+        parts_digests.push(p.digest());
+    }
+    if !parts_digests
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.epoch == i as u64 + 1)
+    {
+        return Err(Error::Engine(weir_engine::EngineError::Internal(format!(
+            "the output parts are not 1..={final_epoch}: {:?}",
+            parts_digests.iter().map(|p| p.epoch).collect::<Vec<_>>()
+        ))));
     }
     let sink = serde_json::json!({ "parts_after": last, "last_part": final_epoch });
-    store.commit(final_epoch, &id, &[], manifest_sources, sink, true)?;
-    for e in last + 1..=final_epoch {
-        promote(&parts_dir, e)?;
-    }
-    concat_into(&parts_dir, final_epoch, &output)?;
+    store.commit(
+        final_epoch,
+        &id,
+        &[],
+        manifest_sources,
+        sink,
+        true,
+        &parts_digests,
+    )?;
+    concat_into(&parts_dir, &parts_digests, &output)?;
     store.retain(ck.keep)?;
     cstats.committed += 1;
 
@@ -435,6 +482,7 @@ fn coordinate(
     id: &JobIdentity,
     leftover: &mut Vec<SealedPart>,
     stop: Option<&Stop>,
+    parts: &mut Vec<PartDigest>,
 ) -> Result<(u64, CheckpointStats)> {
     let mut stats = CheckpointStats::default();
     let mut total = Duration::ZERO;
@@ -509,7 +557,10 @@ fn coordinate(
             }
         }
         let part = part.expect("loop ends with the part");
+        // The part is durable under its final name before the manifest that lists it.
         part.sync()?;
+        promote(parts_dir, epoch)?;
+        parts.push(part.digest());
         let (lines, rows, malformed) = run.counts_before(at);
         let max_ts = run
             .barrier_max_ts
@@ -533,9 +584,16 @@ fn coordinate(
             .map(|s| s.expect("all present"))
             .collect();
         stats.bytes += store
-            .commit(epoch, id, &snapshots, sources, part_json(&part), false)?
+            .commit(
+                epoch,
+                id,
+                &snapshots,
+                sources,
+                part_json(&part),
+                false,
+                parts,
+            )?
             .bytes;
-        promote(parts_dir, epoch)?;
         store.retain(ck.keep)?;
         let took = requested.elapsed();
         total += took;

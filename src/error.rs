@@ -26,6 +26,10 @@ pub enum Error {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(weir_engine::checkpoint::CheckpointError),
+    /// The checkpoints of a folder are damaged and none can be restored; the message names each
+    /// damaged file and says how to start over.
+    #[error("{0}")]
+    Refused(String),
     /// A Kafka broker refused, failed or could not be reached; the message names the address.
     #[error(transparent)]
     Kafka(#[from] weir_io::kafka::KafkaIoError),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use weir_engine::checkpoint::JobIdentity;
+use weir_engine::checkpoint::{InputFile, JobIdentity};
 use weir_engine::{Input, JobStats, ResultSink, SinkError, WorkerSnapshot};
 use weir_io::kafka::reader::PartitionReader;
 use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
@@ -263,9 +263,9 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     };
     summary.format = Some(format);
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
-    let id = identity(cfg, partitions, format, file.as_ref());
+    let id = identity(cfg, partitions, format, file.as_ref())?;
     let committed = progress.as_ref().map_or(0, |p| p.epoch);
-    let restored = restore_point(&store, &id, progress.as_ref(), &cfg.checkpoint_dir)?;
+    let restored = restore_point(&store, &id, progress.as_ref(), cfg)?;
     store.continue_after(committed)?;
     let positions: Vec<PartitionPosition> = match &restored {
         Some(r) => {
@@ -483,8 +483,10 @@ fn restore_point(
     store: &CheckpointStore,
     id: &JobIdentity,
     progress: Option<&Progress>,
-    dir: &std::path::Path,
+    cfg: &KafkaRunConfig,
 ) -> Result<Option<crate::checkpointed::store::Restored>> {
+    let dir = cfg.checkpoint_dir.as_path();
+    let start_over = start_over(cfg);
     let local = store.epochs()?;
     let Some(p) = progress else {
         // Nothing committed: at most the first checkpoint can exist, uncommitted.
@@ -502,13 +504,14 @@ fn restore_point(
     if local.iter().any(|&e| e > p.epoch + 1) {
         return Err(Error::usage(format!(
             "{}: local checkpoints go beyond epoch {} + 1, the one the broker committed: the \
-             broker lost committed transactions, or the folder belongs to another job",
+             broker lost committed transactions, or the folder belongs to another job. \
+             {start_over}",
             dir.display(),
             p.epoch
         )));
     }
     store.continue_after(p.epoch)?;
-    let found = store.latest_valid(id)?;
+    let found = store.latest_valid(id, &start_over)?;
     let r = match found.checkpoint {
         Some(r) if r.epoch == p.epoch => r,
         other => {
@@ -528,6 +531,8 @@ fn restore_point(
                 msg.push_str("; ");
                 msg.push_str(&s);
             }
+            msg.push_str(". ");
+            msg.push_str(&start_over);
             return Err(Error::usage(msg));
         }
     };
@@ -535,7 +540,7 @@ fn restore_point(
     if hash != p.manifest {
         return Err(Error::usage(format!(
             "{}: its manifest hash {hash} is not the {} the broker committed with epoch {}: \
-             the checkpoint was replaced or tampered with",
+             the checkpoint was replaced or tampered with. {start_over}",
             r.path().join("MANIFEST").display(),
             p.manifest,
             p.epoch
@@ -544,22 +549,43 @@ fn restore_point(
     Ok(Some(r))
 }
 
-/// The identity of a Kafka job: what must not change for a checkpoint to be restored.
+/// The sentence that ends every refusal of a Kafka job's checkpoint: how to start over. There
+/// is no `--fresh`: what the job committed to its output topic stays there, so starting over
+/// means another job (another output topic, or another group for a topic input).
+pub fn start_over(cfg: &KafkaRunConfig) -> String {
+    let other = match cfg.from {
+        Source::File(_) => "send to another output topic",
+        Source::Kafka(_) => "run it with another --group",
+    };
+    format!(
+        "What this job committed to {} stays there: to start over, {other} with another \
+         --checkpoint-dir",
+        cfg.to
+    )
+}
+
+/// The identity of a Kafka job: what must not change for a checkpoint to be restored. A file
+/// input's length, modification time, inode and sampled checksums are part of it
+/// ([`InputFile`]), as for a file replay.
 fn identity(
     cfg: &KafkaRunConfig,
     partitions: usize,
     format: LogFormat,
     file: Option<&MappedFile>,
-) -> JobIdentity {
+) -> Result<JobIdentity> {
     let from = match (&cfg.from, file) {
-        (Source::File(p), Some(f)) => format!(
-            "{} ({} bytes)",
-            p.canonicalize().unwrap_or_else(|_| p.clone()).display(),
-            f.bytes().len()
-        ),
+        (Source::File(p), Some(_)) => p
+            .canonicalize()
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string(),
         _ => cfg.from.to_string(),
     };
-    JobIdentity {
+    let input_file = match file {
+        Some(f) => Some(InputFile::of(f.file()).map_err(|e| weir_io::Error::io(f.path(), e))?),
+        None => None,
+    };
+    Ok(JobIdentity {
         input: format!(
             "{from} ({partitions} partitions, {}, {:?}) to {} ({:?})",
             format.name(),
@@ -571,7 +597,8 @@ fn identity(
         keys: cfg.job.keys.clone(),
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
-    }
+        input_file,
+    })
 }
 
 /// The configured format, or the one detected from the first records of the first partition
@@ -826,7 +853,7 @@ fn coordinate(
                 partitions: finals.clone(),
             })
             .expect("serialisable");
-            let written = store.commit(n, id, &[], sources, sink_json(cfg), true)?;
+            let written = store.commit(n, id, &[], sources, sink_json(cfg), true, &[])?;
             commit_and_wait(
                 cfg,
                 commits,
@@ -846,7 +873,7 @@ fn coordinate(
             partitions: at.clone(),
         })
         .expect("serialisable");
-        let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false)?;
+        let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false, &[])?;
         commit_and_wait(
             cfg,
             commits,

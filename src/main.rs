@@ -180,7 +180,8 @@ struct ReplayArgs {
     /// --checkpoint-dir; the records are those of `weir run`).
     #[arg(long)]
     to: Option<KafkaUrl>,
-    /// Ignore existing checkpoints in --checkpoint-dir and start over.
+    /// Start over: delete the checkpoints and output parts in --checkpoint-dir and replay from
+    /// the first line (not with --to: Kafka keeps what a job committed).
     #[arg(long)]
     fresh: bool,
     /// Complete checkpoints to keep.
@@ -189,7 +190,8 @@ struct ReplayArgs {
     /// Chunk size for parallel parsing and checkpoint positions (bytes).
     #[arg(long, hide = true)]
     chunk_bytes: Option<usize>,
-    /// Test hook: sleep this long after each chunk, so crash tests can kill a run mid-way.
+    /// Test hook: sleep this long after each chunk (with --to: after each 16 KiB read), so
+    /// crash tests can kill a run mid-way.
     #[arg(long, hide = true, value_parser = parse_duration)]
     test_chunk_delay: Option<Duration>,
 }
@@ -550,11 +552,18 @@ fn replay_to_kafka(a: ReplayArgs, to: KafkaUrl) -> Result<(), weir::Error> {
         ));
     }
     let mut cfg = KafkaRunConfig::new(Source::File(a.input.clone()), to, dir);
+    if a.fresh {
+        return Err(weir::Error::Usage(format!(
+            "--fresh cannot start a Kafka job over. {}",
+            kafka_run::start_over(&cfg)
+        )));
+    }
     cfg.parse = a.job.parse_config();
     cfg.job = a.job.job_options()?;
     cfg.interval = a.checkpoint_interval;
     cfg.keep = a.keep_checkpoints.max(1);
     cfg.stop_at_end = true;
+    cfg.read_delay = a.test_chunk_delay.unwrap_or_default();
     run_kafka_job(&cfg, a.job.quiet, true)
 }
 

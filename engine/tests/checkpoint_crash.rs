@@ -22,6 +22,7 @@ fn job() -> JobIdentity {
         keys: vec!["path".into()],
         aggregates: vec!["count(*)".into(), "sum(bytes)".into()],
         parallelism: WORKERS,
+        input_file: None,
     }
 }
 
@@ -163,6 +164,7 @@ fn the_model_catches_a_missing_fsync() {
         epoch: 2,
         created_unix_ms: 0,
         files,
+        external: vec![],
         sources: json!(null),
         sink: json!(null),
     };

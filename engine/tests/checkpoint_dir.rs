@@ -13,6 +13,7 @@ fn job() -> JobIdentity {
         keys: vec!["status".into(), "path".into()],
         aggregates: vec!["count(*)".into()],
         parallelism: 3,
+        input_file: None,
     }
 }
 

@@ -136,6 +136,7 @@ fn manifest() -> Manifest {
             keys: vec!["status".into()],
             aggregates: vec!["count(*)".into()],
             parallelism: 1,
+            input_file: None,
         },
         epoch: 7,
         created_unix_ms: 1_700_000_000_000,
@@ -144,6 +145,7 @@ fn manifest() -> Manifest {
             len: 1234,
             xxh3: u64::MAX - 5,
         }],
+        external: vec![],
         sources: json!({"chunk": 12}),
         sink: json!({"part": "part-7"}),
     }

@@ -44,6 +44,17 @@ pub enum Error {
         /// What it is instead.
         kind: crate::paths::FileKind,
     },
+    /// An output part whose length or XXH3-64 is not what its checkpoint recorded: it was
+    /// damaged after it was written, and the output is not assembled from it.
+    #[error("{}: damaged: {}; the output was not written", path.display(), part_damage(*expected, *found))]
+    DamagedPart {
+        /// The part.
+        path: PathBuf,
+        /// Length and XXH3-64 recorded by the checkpoint.
+        expected: (u64, u64),
+        /// Length and XXH3-64 of the file as it is.
+        found: (u64, u64),
+    },
     /// The log format of `path` could not be recognised from its first lines; pass it explicitly.
     #[error(
         "{}: cannot detect the log format from the first lines (combined, common or simple); \
@@ -54,6 +65,25 @@ pub enum Error {
         /// The input whose format is unknown (`-` for stdin).
         path: PathBuf,
     },
+}
+
+fn part_damage(expected: (u64, u64), found: (u64, u64)) -> String {
+    if found.0 != expected.0 {
+        let how = if found.0 < expected.0 {
+            "cut short"
+        } else {
+            "grown"
+        };
+        format!(
+            "{} bytes, the checkpoint recorded {} ({how})",
+            found.0, expected.0
+        )
+    } else {
+        format!(
+            "checksum XXH3-64 {:016x}, the checkpoint recorded {:016x} (same length, {} bytes)",
+            found.1, expected.1, found.0
+        )
+    }
 }
 
 /// The error of a parse. It is the crate's one [`Error`] type: the alias only makes signatures

@@ -51,6 +51,7 @@ pub struct MappedFile {
     _guard: Option<MapGuard>,
     map: Option<Mmap>,
     path: PathBuf,
+    file: File,
 }
 
 impl MappedFile {
@@ -93,6 +94,7 @@ impl MappedFile {
             _guard: map.as_deref().map(|b| MapGuard::new(b, path)),
             map,
             path: path.to_owned(),
+            file,
         })
     }
 
@@ -114,6 +116,12 @@ impl MappedFile {
     /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open file that is mapped: its metadata and contents are those of the mapped bytes,
+    /// whatever the path names since.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// Number of chunks of `chunk_bytes` (the last may be short).

@@ -6,12 +6,24 @@
 //! - `sources` in the manifest: the file position ([`super::SourcePosition`]);
 //! - `sink` in the manifest: `{"final": bool, "output": {...}}`, the output part of the epoch, and
 //!   whether this is the end of the input (a final checkpoint has no state: the run is complete
-//!   and only the output may still have to be assembled).
+//!   and only the output may still have to be assembled);
+//! - `external` in the manifest: every output part the checkpoint relies on, `output/part-N` for
+//!   N = 1..=epoch, with its length and XXH3-64, so that a damaged part makes the checkpoint
+//!   fail to verify like a damaged state file, naming the part.
+//!
+//! A checkpoint that cannot be used is refused with a sentence saying how to start over, which
+//! the caller words (`--fresh` for a file output, another topic for Kafka).
 
-use weir_engine::checkpoint::{self, CheckpointDir, CheckpointError, JobIdentity};
+use weir_engine::checkpoint::{
+    self, CheckpointDir, CheckpointError, FileDigest, JobIdentity, SkipReason,
+};
 use weir_engine::WorkerSnapshot;
+use weir_io::parts::{parse_part_name, part_name, PartDigest};
 
 use crate::error::{Error, Result};
+
+/// The folder of the output parts in the checkpoint root.
+pub const PARTS_DIR: &str = "output";
 
 /// A checkpoint loaded and verified.
 pub struct Restored {
@@ -39,6 +51,42 @@ impl Restored {
     pub fn states(&self) -> Vec<&[u8]> {
         self.inner.states().map(|s| &s[..]).collect()
     }
+
+    /// The output parts it relies on (verified when it was restored): parts 1..=n in order.
+    pub fn parts(&self) -> Result<Vec<PartDigest>> {
+        let manifest = self.inner.path.join(checkpoint::manifest::MANIFEST);
+        let mut parts = Vec::new();
+        for e in &self.inner.manifest.external {
+            let epoch = e
+                .name
+                .strip_prefix(PARTS_DIR)
+                .and_then(|n| n.strip_prefix('/'))
+                .and_then(parse_part_name);
+            if let Some(epoch) = epoch {
+                parts.push(PartDigest {
+                    epoch,
+                    len: e.len,
+                    xxh3: e.xxh3,
+                });
+            }
+        }
+        let contiguous = parts
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.epoch == i as u64 + 1);
+        if !contiguous || parts.len() as u64 != self.epoch {
+            return Err(CheckpointError::BadManifest {
+                path: manifest,
+                reason: format!(
+                    "lists output parts {:?}, not 1..={}",
+                    parts.iter().map(|p| p.epoch).collect::<Vec<_>>(),
+                    self.epoch
+                ),
+            }
+            .into());
+        }
+        Ok(parts)
+    }
 }
 
 /// The result of looking for a checkpoint to restore.
@@ -47,6 +95,45 @@ pub struct Found {
     pub checkpoint: Option<Restored>,
     /// Newer checkpoints that were not usable, each naming the file and the reason.
     pub skipped: Vec<String>,
+    /// The complete but damaged ones among them (not merely never completed): epoch, and the
+    /// damaged file with what is wrong with it.
+    pub damaged: Vec<(u64, String)>,
+}
+
+impl Found {
+    /// The refusal of a folder whose checkpoints are all unusable while one of them was
+    /// complete (damaged: restoring none and starting from nothing would silently discard
+    /// it), or `None`. `start_over` says how to start over.
+    pub fn refusal(&self, dir: &std::path::Path, start_over: &str) -> Option<Error> {
+        if self.checkpoint.is_some() || self.damaged.is_empty() {
+            return None;
+        }
+        // One damaged file (an output part) usually fails every checkpoint: name it once.
+        let mut reasons: Vec<(&str, Vec<u64>)> = Vec::new();
+        for (epoch, reason) in &self.damaged {
+            match reasons.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, epochs)) => epochs.push(*epoch),
+                None => reasons.push((reason, vec![*epoch])),
+            }
+        }
+        let reasons: Vec<String> = reasons
+            .iter()
+            .map(|(reason, epochs)| {
+                let epochs: Vec<String> = epochs.iter().map(u64::to_string).collect();
+                let which = if epochs.len() == 1 {
+                    format!("checkpoint {}", epochs[0])
+                } else {
+                    format!("checkpoints {}", epochs.join(", "))
+                };
+                format!("{reason} ({which})")
+            })
+            .collect();
+        Some(Error::Refused(format!(
+            "no checkpoint in {} can be restored: {}. {start_over}",
+            dir.display(),
+            reasons.join("; ")
+        )))
+    }
 }
 
 /// A checkpoint just committed to disk.
@@ -71,10 +158,10 @@ pub struct CheckpointStore {
 impl From<CheckpointError> for Error {
     fn from(e: CheckpointError) -> Self {
         match e {
-            // The user's to act on: another process, or another job's checkpoints.
-            CheckpointError::Locked { .. } | CheckpointError::DifferentJob { .. } => {
-                Error::Usage(e.to_string())
-            }
+            // The user's to act on: another process, another job's checkpoints, a changed input.
+            CheckpointError::Locked { .. }
+            | CheckpointError::DifferentJob { .. }
+            | CheckpointError::InputChanged { .. } => Error::Usage(e.to_string()),
             e => Error::Checkpoint(e),
         }
     }
@@ -89,10 +176,25 @@ impl CheckpointStore {
     }
 
     /// The newest checkpoint of `job` whose manifest and files verify, and what was skipped.
-    /// A checkpoint of another job is an error naming what differs.
-    pub fn latest_valid(&self, job: &JobIdentity) -> Result<Found> {
-        let recovery = self.dir.latest_valid(job)?;
+    /// A checkpoint of another job, or of an input that changed since, is refused: an error
+    /// naming what differs, followed by `start_over`.
+    pub fn latest_valid(&self, job: &JobIdentity, start_over: &str) -> Result<Found> {
+        let recovery = match self.dir.latest_valid(job) {
+            Ok(r) => r,
+            Err(
+                e @ (CheckpointError::DifferentJob { .. } | CheckpointError::InputChanged { .. }),
+            ) => return Err(Error::Usage(format!("{e}. {start_over}"))),
+            Err(e) => return Err(e.into()),
+        };
         let skipped = recovery.skipped.iter().map(ToString::to_string).collect();
+        let damaged = recovery
+            .skipped
+            .iter()
+            .filter_map(|s| match &s.reason {
+                SkipReason::Damaged(e) => Some((s.epoch, e.to_string())),
+                _ => None,
+            })
+            .collect();
         let checkpoint = recovery.restored.map(|r| Restored {
             epoch: r.epoch,
             is_final: r
@@ -107,6 +209,7 @@ impl CheckpointStore {
         Ok(Found {
             checkpoint,
             skipped,
+            damaged,
         })
     }
 
@@ -127,7 +230,9 @@ impl CheckpointStore {
         self.dir.folder(epoch)
     }
 
-    /// Writes and commits checkpoint `epoch`.
+    /// Writes and commits checkpoint `epoch`, relying on the output parts `parts` (each one
+    /// durable under its final name in [`PARTS_DIR`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn commit(
         &mut self,
         epoch: u64,
@@ -136,6 +241,7 @@ impl CheckpointStore {
         sources: serde_json::Value,
         output: serde_json::Value,
         is_final: bool,
+        parts: &[PartDigest],
     ) -> Result<Committed> {
         let mut pending = self.dir.begin(epoch)?;
         let mut bytes = 0;
@@ -143,6 +249,16 @@ impl CheckpointStore {
             let digest =
                 pending.write_state(s.worker, s.encoded_len() as u64, |buf| s.encode(buf))?;
             bytes += digest.len;
+        }
+        for p in parts {
+            let name = format!("{PARTS_DIR}/{}", part_name(p.epoch));
+            pending.rely_on(
+                &name,
+                FileDigest {
+                    len: p.len,
+                    xxh3: p.xxh3,
+                },
+            )?;
         }
         let sink = serde_json::json!({ "final": is_final, "output": output });
         let done = pending.commit(job, sources, sink)?;

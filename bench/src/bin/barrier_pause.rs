@@ -69,6 +69,7 @@ fn main() {
             keys: vec!["key".into()],
             aggregates: vec!["count(*)".into()],
             parallelism: 1,
+            input_file: None,
         };
         let t = std::time::Instant::now();
         let mut pending = ckdir.begin(1).expect("begin");

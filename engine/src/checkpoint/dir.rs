@@ -8,8 +8,10 @@
 //! │   ├── worker-1.state
 //! │   ├── sink.json            whatever small files the caller adds
 //! │   └── MANIFEST             written last (see `manifest`)
-//! └── chk-000000042/           in progress or abandoned: no MANIFEST, so not a checkpoint
-//!     └── worker-0.state
+//! ├── chk-000000042/           in progress or abandoned: no MANIFEST, so not a checkpoint
+//! │   └── worker-0.state
+//! └── output/part-000000041    the caller's files that checkpoints rely on (`rely_on`): listed
+//!                              in each manifest that relies on them, verified on recovery
 //! ```
 //!
 //! Commit order of [`PendingCheckpoint::commit`]: every file was already written and fsynced;
@@ -164,6 +166,7 @@ impl<S: Storage> CheckpointDir<S> {
             epoch,
             path,
             files: Vec::new(),
+            external: Vec::new(),
         })
     }
 
@@ -204,9 +207,11 @@ impl<S: Storage> CheckpointDir<S> {
         Ok(removed)
     }
 
-    /// Finds the newest checkpoint whose manifest and every file verify, newest first, skipping
-    /// (and reporting) incomplete and damaged ones. A checkpoint written by a different job is
-    /// refused with [`CheckpointError::DifferentJob`] rather than skipped.
+    /// Finds the newest checkpoint whose manifest and every file verify (its own files and the
+    /// external ones it relies on), newest first, skipping (and reporting) incomplete and
+    /// damaged ones. A checkpoint written by a different job is refused with
+    /// [`CheckpointError::DifferentJob`], and one whose input file changed since with
+    /// [`CheckpointError::InputChanged`], rather than skipped.
     pub fn latest_valid(&self, current: &JobIdentity) -> Result<Recovery> {
         let mut skipped = Vec::new();
         for epoch in self.epochs()?.into_iter().rev() {
@@ -235,6 +240,13 @@ impl<S: Storage> CheckpointDir<S> {
                 return Err(CheckpointError::DifferentJob {
                     path: path.join(MANIFEST),
                     differences,
+                });
+            }
+            let changes = manifest.job.input_changes(current);
+            if !changes.is_empty() {
+                return Err(CheckpointError::InputChanged {
+                    path: path.join(MANIFEST),
+                    changes,
                 });
             }
             match self.verify(epoch, &path, manifest) {
@@ -315,6 +327,34 @@ impl<S: Storage> CheckpointDir<S> {
                 files.insert(entry.name.clone(), bytes);
             }
         }
+        for entry in &manifest.external {
+            if let Err(reason) = check_external_name(&entry.name) {
+                return Err(CheckpointError::BadManifest {
+                    path: path.join(MANIFEST),
+                    reason: format!("external file {:?}: {reason}", entry.name),
+                });
+            }
+            let file = self.root.join(&entry.name);
+            let bytes = self
+                .storage
+                .read(&file)
+                .map_err(CheckpointError::io("read", &file))?;
+            let found = FileDigest {
+                len: bytes.len() as u64,
+                xxh3: xxh3_64(&bytes),
+            };
+            let expected = FileDigest {
+                len: entry.len,
+                xxh3: entry.xxh3,
+            };
+            if found != expected {
+                return Err(CheckpointError::Damaged {
+                    path: file,
+                    expected,
+                    found,
+                });
+            }
+        }
         let workers = manifest.job.parallelism;
         // No state at all is a checkpoint of an ended job (its final one): nothing to restore
         // into workers, only positions and the sink's record. Otherwise every worker has one.
@@ -380,6 +420,21 @@ fn check_name(name: &str) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
+/// Why a path cannot name an external file: it must be relative to the root, `/`-separated,
+/// without `.` or `..` components.
+fn check_external_name(name: &str) -> std::result::Result<(), &'static str> {
+    if name.starts_with('/') || name.contains(['\\', '\0']) {
+        return Err("not a relative /-separated path");
+    }
+    if name
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("has an empty, . or .. component");
+    }
+    Ok(())
+}
+
 /// A checkpoint being written: add files, then [`PendingCheckpoint::commit`]. Dropped without
 /// committing, it leaves an incomplete folder that is not a checkpoint and that
 /// [`CheckpointDir::retain`] deletes later.
@@ -389,6 +444,7 @@ pub struct PendingCheckpoint<'a, S: Storage = FsStorage> {
     epoch: u64,
     path: PathBuf,
     files: Vec<FileEntry>,
+    external: Vec<FileEntry>,
 }
 
 impl<S: Storage> PendingCheckpoint<'_, S> {
@@ -477,6 +533,28 @@ impl<S: Storage> PendingCheckpoint<'_, S> {
         self.write_file(name, &bytes)
     }
 
+    /// Records that the checkpoint relies on the file `name` (relative to the root, outside the
+    /// checkpoint folders), whose length and XXH3-64 are `digest`: recovery verifies it like the
+    /// checkpoint's own files and skips the checkpoint, naming the file, if it differs. The
+    /// caller has made the file durable (its data and its name) and never changes it while a
+    /// checkpoint lists it; several checkpoints may rely on one file.
+    pub fn rely_on(&mut self, name: &str, digest: FileDigest) -> Result<()> {
+        let invalid = |reason| CheckpointError::InvalidName {
+            path: self.dir.root.join(name),
+            reason,
+        };
+        check_external_name(name).map_err(invalid)?;
+        if self.external.iter().any(|f| f.name == name) {
+            return Err(invalid("relied on twice"));
+        }
+        self.external.push(FileEntry {
+            name: name.to_owned(),
+            len: digest.len,
+            xxh3: digest.xxh3,
+        });
+        Ok(())
+    }
+
     /// Completes the checkpoint: makes the files' names and the folder's name durable, then
     /// commits the manifest. Once this returns `Ok`, the checkpoint survives a crash.
     pub fn commit(
@@ -502,6 +580,7 @@ impl<S: Storage> PendingCheckpoint<'_, S> {
             epoch: self.epoch,
             created_unix_ms,
             files: self.files,
+            external: self.external,
             sources,
             sink,
         };

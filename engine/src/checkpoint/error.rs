@@ -3,6 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::file::FileDigest;
+use super::input::InputChanges;
 use super::manifest::IdentityDiff;
 
 /// Result alias for the checkpoint layer.
@@ -10,8 +12,9 @@ pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
 /// An error of the checkpoint layer.
 ///
-/// Who acts: [`CheckpointError::Locked`] and [`CheckpointError::DifferentJob`] are the user's to
-/// resolve (another run, another job); [`CheckpointError::InvalidName`] and
+/// Who acts: [`CheckpointError::Locked`], [`CheckpointError::DifferentJob`] and
+/// [`CheckpointError::InputChanged`] are the user's to resolve (another run, another job, an
+/// input changed under its checkpoints); [`CheckpointError::InvalidName`] and
 /// [`CheckpointError::EpochNotNewer`] are the caller's mistakes; [`CheckpointError::Io`] is the
 /// machine's; the rest describe a damaged file, which recovery skips.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,26 @@ pub enum CheckpointError {
         /// Each field that differs.
         differences: Vec<IdentityDiff>,
     },
+    /// The job's input file is not the one the checkpoint was computed from: restoring it would
+    /// join state of the old bytes to the new ones.
+    #[error("refused {}: the input changed since the checkpoint was taken: {changes}", path.display())]
+    InputChanged {
+        /// The manifest.
+        path: PathBuf,
+        /// What changed.
+        changes: InputChanges,
+    },
+    /// A file the checkpoint relies on outside its folder (an output part) whose length or
+    /// checksum is not what the manifest recorded.
+    #[error("{}: damaged: {}", path.display(), damage(expected, found))]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Length and XXH3-64 the manifest recorded.
+        expected: FileDigest,
+        /// Length and XXH3-64 of the file as it is.
+        found: FileDigest,
+    },
     /// A file name the caller chose that cannot be used in a checkpoint folder.
     #[error("{}: invalid checkpoint file name: {reason}", path.display())]
     InvalidName {
@@ -145,6 +168,25 @@ pub enum CheckpointError {
     },
 }
 
+fn damage(expected: &FileDigest, found: &FileDigest) -> String {
+    if found.len != expected.len {
+        let how = if found.len < expected.len {
+            "cut short"
+        } else {
+            "grown"
+        };
+        format!(
+            "{} bytes, the manifest recorded {} ({how})",
+            found.len, expected.len
+        )
+    } else {
+        format!(
+            "checksum XXH3-64 {:016x}, the manifest recorded {:016x} (same length, {} bytes)",
+            found.xxh3, expected.xxh3, found.len
+        )
+    }
+}
+
 fn join(differences: &[IdentityDiff]) -> String {
     let parts: Vec<String> = differences.iter().map(ToString::to_string).collect();
     parts.join("; ")
@@ -165,6 +207,8 @@ impl CheckpointError {
             | Self::ManifestMismatch { path, .. }
             | Self::BadManifest { path, .. }
             | Self::DifferentJob { path, .. }
+            | Self::InputChanged { path, .. }
+            | Self::Damaged { path, .. }
             | Self::InvalidName { path, .. }
             | Self::EpochNotNewer { path, .. }
             | Self::Json { path, .. } => path,

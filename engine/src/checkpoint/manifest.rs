@@ -1,8 +1,11 @@
 //! The manifest: the one file that makes a checkpoint folder a checkpoint.
 //!
 //! It is JSON (readable with `jq`), lists every other file of the checkpoint with its length and
-//! checksum, carries the sources' positions and the sink's state as opaque JSON, and identifies
-//! the job so a checkpoint is never restored into a different one. Its last field, `checksum`,
+//! checksum, and likewise every file outside the folder that the checkpoint relies on
+//! (`external`: e.g. the committed output parts, shared by successive checkpoints), carries the
+//! sources' positions and the sink's state as opaque JSON, and identifies the job (its input
+//! file included, [`InputFile`]) so a checkpoint is never restored into a different one or onto
+//! a changed input. Its last field, `checksum`,
 //! is the XXH3-64 of the file as written with that field's 16 hex digits replaced by zeros, so a
 //! damaged manifest is caught even when it still parses.
 //!
@@ -17,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::error::{CheckpointError, Result};
+use super::input::{InputChanges, InputFile};
 use super::storage::Storage;
 
-/// The manifest format this build writes and reads.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The manifest format this build writes and reads. 2 added `external` and `job.input_file`: a
+/// version 1 manifest cannot vouch for its output parts nor its input, so it is not read.
+pub const MANIFEST_VERSION: u32 = 2;
 /// The committed manifest's file name.
 pub const MANIFEST: &str = "MANIFEST";
 /// The manifest's name until it is committed.
@@ -40,6 +45,10 @@ pub struct JobIdentity {
     pub aggregates: Vec<String>,
     /// The number of partition workers (state is partitioned by it).
     pub parallelism: usize,
+    /// The input file's length, time, inode and sampled checksums, when the input is a file:
+    /// compared by [`JobIdentity::input_changes`], not [`JobIdentity::differences`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_file: Option<InputFile>,
 }
 
 /// One field in which a checkpoint's job differs from the current one.
@@ -102,14 +111,36 @@ impl JobIdentity {
             self.parallelism.to_string(),
             current.parallelism.to_string(),
         );
+        let kind = |f: &Option<InputFile>| match f {
+            Some(_) => "a file".to_string(),
+            None => "not a file".to_string(),
+        };
+        check(
+            "input kind",
+            kind(&self.input_file),
+            kind(&current.input_file),
+        );
         out
+    }
+
+    /// How the input file changed since `self` (the checkpoint's job) was recorded, when both
+    /// are files; empty otherwise (see [`InputFile::changes`]).
+    pub fn input_changes(&self, current: &JobIdentity) -> InputChanges {
+        match (&self.input_file, &current.input_file) {
+            (Some(a), Some(b)) => a.changes(b),
+            _ => InputChanges {
+                changes: Vec::new(),
+                samples_compared: None,
+            },
+        }
     }
 }
 
 /// A file of the checkpoint as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Its name in the checkpoint folder. Names ending in `.state` are state files.
+    /// Its name in the checkpoint folder (names ending in `.state` are state files); for an
+    /// external file, its path relative to the checkpoint root, `/`-separated.
     pub name: String,
     /// Its length in bytes.
     pub len: u64,
@@ -130,6 +161,9 @@ pub struct Manifest {
     pub created_unix_ms: u64,
     /// Every other file of the checkpoint.
     pub files: Vec<FileEntry>,
+    /// Files outside the checkpoint's folder that it relies on, named relative to the root
+    /// (e.g. `output/part-000000003`): verified like `files` before it is restored.
+    pub external: Vec<FileEntry>,
     /// The sources' positions at the barrier; opaque to this layer.
     pub sources: serde_json::Value,
     /// The sink's transaction state at the barrier; opaque to this layer.
