@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::kafka::*;
+use common::signal;
 
 /// Resumes the broker even if the test fails while it is frozen.
 struct Thaw(u32);

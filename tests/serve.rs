@@ -676,7 +676,7 @@ fn signal_int_ends_a_checkpointed_replay_at_a_checkpoint_that_a_rerun_resumes() 
         assert!(Instant::now() < deadline, "no checkpoint within {LIMIT:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
-    signal_pid(run.child.id(), "-INT");
+    signal(run.child.id(), "-INT");
     let (status, err) = run.finish(LIMIT);
     assert_eq!(status.code(), Some(0), "{err}");
     let stopped = err
@@ -703,15 +703,6 @@ fn signal_int_ends_a_checkpointed_replay_at_a_checkpoint_that_a_rerun_resumes() 
     assert_counts_eq(&got, &expected, "stopped by SIGINT, then resumed");
 }
 
-fn signal_pid(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 /// Before: SIGINT killed `weir run` in the middle of an epoch. Now the run commits a last epoch
 /// and exits 0; the same job resumes from it, and its output is exactly once.
 #[test]
@@ -730,7 +721,7 @@ fn signal_int_ends_weir_run_at_a_committed_epoch_that_a_rerun_resumes() {
         "the run ended before its second commit window: {}",
         run.text
     );
-    signal_pid(run.child.id(), "-INT");
+    signal(run.child.id(), "-INT");
     let (status, err) = run.finish(LIMIT);
     assert_eq!(status.code(), Some(0), "{err}");
     let epoch = err

@@ -391,16 +391,6 @@ impl Drop for OwnBroker {
     }
 }
 
-/// Sends `sig` (`-STOP`, `-CONT`, `-KILL`, …) to process `pid`.
-pub fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 /// Whether every partition of `topic` is stable: no transaction holds records open in it (its
 /// last stable offset, which a `read_committed` consumer's end-offset query returns, has caught
 /// up with its high watermark).

@@ -355,3 +355,13 @@ impl Watched {
         (status, self.text)
     }
 }
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-KILL`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
