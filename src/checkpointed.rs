@@ -356,13 +356,11 @@ pub fn replay_checkpointed(
     let (parse_stats, job_stats) = run.settle(parsed, joined)?;
     let (last, mut cstats) = coordinated?;
     cstats.resumed_from = stats.resumed_from;
-    if cstats.stopped_at.is_some() {
-        // Stopped at checkpoint `last`: what came after it is not committed, and the output is
-        // written by the run that completes.
-        let (lines, rows, malformed) = run.counts_before(run.chunks);
+    let totals = run.counts_before(run.chunks);
+    let summary = |cstats| {
         let mut parse = parse_stats;
-        (parse.lines, parse.rows, parse.malformed) = (lines, rows, malformed);
-        return Ok((
+        (parse.lines, parse.rows, parse.malformed) = totals;
+        Ok((
             RunSummary {
                 format,
                 parse,
@@ -371,7 +369,12 @@ pub fn replay_checkpointed(
                 input_bytes: Some(data.len() as u64),
             },
             cstats,
-        ));
+        ))
+    };
+    if cstats.stopped_at.is_some() {
+        // Stopped at checkpoint `last`: what came after it is not committed, and the output is
+        // written by the run that completes.
+        return summary(cstats);
     }
 
     // The final epoch: everything after the last committed checkpoint, in the parts sealed since
@@ -383,7 +386,6 @@ pub fn replay_checkpointed(
             "the output's last part was not sealed".into(),
         )));
     };
-    let totals = run.counts_before(run.chunks);
     let manifest_sources = serde_json::to_value(SourcePosition {
         chunk: run.chunks,
         chunk_bytes: run.chunk_bytes,
@@ -422,21 +424,7 @@ pub fn replay_checkpointed(
     concat_into(&parts_dir, &parts_digests, &output)?;
     store.retain(ck.keep)?;
     cstats.committed += 1;
-
-    let mut parse = parse_stats;
-    parse.lines = totals.0;
-    parse.rows = totals.1;
-    parse.malformed = totals.2;
-    Ok((
-        RunSummary {
-            format,
-            parse,
-            job: job_stats,
-            elapsed: started_at.elapsed(),
-            input_bytes: Some(data.len() as u64),
-        },
-        cstats,
-    ))
+    summary(cstats)
 }
 
 fn part_json(p: &SealedPart) -> serde_json::Value {

@@ -860,40 +860,41 @@ impl Feed {
         self.parser.stats().lines
     }
 
-    /// Ends this source without ending the input: pushes what is buffered and hands the input
-    /// back (for the next source that takes it over), with the source's counters.
-    pub(crate) fn release(self) -> Result<(Input, ParseStats)> {
+    /// Flushes the parser: the input, every row not yet pushed, and the source's counters.
+    fn drain(self) -> (Input, Vec<RecordBatch>, ParseStats) {
         let Feed {
             mut parser,
-            mut input,
+            input,
             mut batches,
         } = self;
         parser.flush(&mut |b| batches.push(b));
+        (input, batches, parser.take_stats())
+    }
+
+    /// Ends this source without ending the input: pushes what is buffered and hands the input
+    /// back (for the next source that takes it over), with the source's counters.
+    pub(crate) fn release(self) -> Result<(Input, ParseStats)> {
+        let (mut input, batches, stats) = self.drain();
         for b in batches {
             input.push(b)?;
         }
-        Ok((input, parser.take_stats()))
+        Ok((input, stats))
     }
 
     /// Ends the run: pushes what is buffered and finishes the input if `fed` (the reading
     /// side's result) is a success, then waits for the job. A broken stream fails the run
     /// instead of ending it early as if the input were complete.
     pub(crate) fn close(self, fed: Result<()>, started: Started) -> Result<(ParseStats, JobStats)> {
-        let Feed {
-            mut parser,
-            mut input,
-            mut batches,
-        } = self;
-        parser.flush(&mut |b| batches.push(b));
+        let (mut input, batches, stats) = self.drain();
         // On failure the input is dropped unfinished here, before the join: the job then stops
         // with an error instead of waiting for more input.
         let fed = fed.and_then(|()| {
-            for b in batches.drain(..) {
+            for b in batches {
                 input.push(b)?;
             }
             Ok(input.finish()?)
         });
-        Ok((parser.take_stats(), settle(fed, started.join())?))
+        Ok((stats, settle(fed, started.join())?))
     }
 }
 

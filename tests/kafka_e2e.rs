@@ -222,7 +222,7 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
             }
         }
         // Enough kills, or the run ended before the kill: the input is consumed.
-        let (status, err) = run.finish(COMMAND_LIMIT);
+        let (status, err, _) = run.finish(COMMAND_LIMIT);
         assert!(status.success(), "run {runs}: {err}");
         break;
     }
@@ -271,7 +271,7 @@ fn a_run_paused_past_its_transaction_timeout_leaves_the_output_exactly_once() {
     assert!(
         run.until(commit_windows_with_records(2)),
         "the run ended before its second commit window: {}",
-        run.text
+        run.text()
     );
     let pid = run.child.id();
     signal(pid, "-STOP");
@@ -292,7 +292,7 @@ fn a_run_paused_past_its_transaction_timeout_leaves_the_output_exactly_once() {
         paused.elapsed().as_secs_f64()
     );
     signal(pid, "-CONT");
-    let (status, said) = run.finish(COMMAND_LIMIT);
+    let (status, said, _) = run.finish(COMMAND_LIMIT);
     eprintln!("the paused run ended with {status}: {said}");
     if !status.success() {
         let last = said.trim_end().lines().last().unwrap_or_default();

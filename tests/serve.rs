@@ -14,8 +14,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -43,151 +42,9 @@ fn window_of(sec: u32) -> i64 {
     ms.div_euclid(WINDOW) * WINDOW
 }
 
-/// Lines of a pipe, as they come, on a channel.
-fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// A running weir whose stdout and stderr are read line by line as they come.
-struct Run {
-    child: Child,
-    err: Receiver<String>,
-    out: Receiver<String>,
-    /// Stderr and stdout so far.
-    err_text: String,
-    out_text: String,
-}
-
-impl Run {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = weir()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn weir");
-        let err = lines_of(child.stderr.take().unwrap());
-        let out = lines_of(child.stdout.take().unwrap());
-        Self {
-            child,
-            err,
-            out,
-            err_text: String::new(),
-            out_text: String::new(),
-        }
-    }
-
-    fn stdin(&mut self) -> ChildStdin {
-        self.child.stdin.take().unwrap()
-    }
-
-    /// Reads stderr until a line for which `pred` holds; panics after [`LIMIT`] or at the end.
-    fn until_err(&mut self, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            match self
-                .err
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) => {
-                    self.err_text.push_str(&l);
-                    self.err_text.push('\n');
-                    if pred(&l) {
-                        return l;
-                    }
-                }
-                Err(e) => self.fail(&format!("waiting for {what} on stderr: {e:?}")),
-            }
-        }
-    }
-
-    /// Reads stdout until a line for which `pred` holds; panics after [`LIMIT`] or at the end.
-    fn until_out(&mut self, what: &str, mut pred: impl FnMut(&str) -> bool) {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            match self
-                .out
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) => {
-                    self.out_text.push_str(&l);
-                    self.out_text.push('\n');
-                    if pred(&l) {
-                        return;
-                    }
-                }
-                Err(e) => self.fail(&format!("waiting for {what} on stdout: {e:?}")),
-            }
-        }
-    }
-
-    fn fail(&mut self, why: &str) -> ! {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        while let Ok(l) = self.err.recv_timeout(Duration::from_secs(1)) {
-            self.err_text.push_str(&l);
-            self.err_text.push('\n');
-        }
-        panic!("{why}; weir's stderr:\n{}", self.err_text)
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-
-    /// Waits for the end (at most [`LIMIT`]): the exit status, all of stderr and stdout.
-    fn finish(mut self) -> (ExitStatus, String, String) {
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                self.fail("still running");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        loop {
-            match self.err.recv_timeout(LIMIT) {
-                Ok(l) => {
-                    self.err_text.push_str(&l);
-                    self.err_text.push('\n');
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!("stderr still open"),
-            }
-        }
-        loop {
-            match self.out.recv_timeout(LIMIT) {
-                Ok(l) => {
-                    self.out_text.push_str(&l);
-                    self.out_text.push('\n');
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!("stdout still open"),
-            }
-        }
-        (status, self.err_text, self.out_text)
-    }
-}
-
 /// `weir serve` on a free port with CSV to stdout and `extra` flags; returns the run and its
 /// address (from its first stderr line).
-fn serve(extra: &[&str]) -> (Run, String) {
+fn serve(extra: &[&str]) -> (Watched, String) {
     let mut args = vec![
         "serve",
         "--listen",
@@ -198,8 +55,8 @@ fn serve(extra: &[&str]) -> (Run, String) {
         "2024-05-12",
     ];
     args.extend(extra);
-    let mut run = Run::spawn(&args);
-    let l = run.until_err("the address", |l| l.contains("listening on"));
+    let mut run = Watched::spawn(&args);
+    let l = run.until_err("the address", LIMIT, |l| l.contains("listening on"));
     let addr = l.rsplit(' ').next().unwrap().to_string();
     (run, addr)
 }
@@ -274,11 +131,11 @@ fn serve_a_bad_or_empty_connection_does_not_end_the_server() {
         .map(|s| line(s, &format!("10.0.0.{}", s % 4)))
         .collect();
     send_all(&addr, &simple);
-    run.until_err("the simple connection's end", |l| {
+    run.until_err("the simple connection's end", LIMIT, |l| {
         l.contains("30 lines (simple)")
     });
     run.signal("-INT");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(
         status,
         &err,
@@ -306,11 +163,11 @@ fn serve_a_malformed_line_with_strict_closes_only_its_connection() {
     assert!(told.contains("line 2: malformed"), "told: {told:?}");
     let good: String = (2..9).map(|s| line(s, "10.0.0.2")).collect();
     send_all(&addr, &good);
-    run.until_err("the good connection's end", |l| {
+    run.until_err("the good connection's end", LIMIT, |l| {
         l.contains("7 lines (simple)")
     });
     run.signal("-INT");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     // The bad connection's well-formed first line counts.
     assert_counts(
         status,
@@ -330,20 +187,22 @@ fn serve_reads_connections_at_once_and_an_idle_one_stops_holding_windows_back() 
     // Connected, and silent: it holds windows back from the start of time until it has been
     // silent for the idle timeout.
     let mut idle = connect(&addr);
-    run.until_err("the first connection", |l| l.contains("connection from"));
+    run.until_err("the first connection", LIMIT, |l| {
+        l.contains("connection from")
+    });
     // Another client, while the first stays open: its lines move its own watermark to
     // 12:00:12, and the windows up to 12:00:10 fire.
     let mut busy = connect(&addr);
     let busy_lines: String = (2..=12).map(|s| line(s, "10.0.0.2")).collect();
     busy.write_all(busy_lines.as_bytes()).unwrap();
     let w5 = window_of(5).to_string();
-    run.until_out("the window 12:00:05 to fire", |l| l.starts_with(&w5));
+    run.until_out("the window 12:00:05 to fire", LIMIT, |l| l.starts_with(&w5));
     // Both are still open; the idle one speaks, in the window still open.
     let late_enough = line(13, "10.0.0.1");
     idle.write_all(late_enough.as_bytes()).unwrap();
     drop(idle);
     drop(busy);
-    run.until_err("both connections' ends", {
+    run.until_err("both connections' ends", LIMIT, {
         let mut ended = 0;
         move |l| {
             ended += usize::from(l.contains(" lines (simple), closed"));
@@ -351,7 +210,7 @@ fn serve_reads_connections_at_once_and_an_idle_one_stops_holding_windows_back() 
         }
     });
     run.signal("-TERM");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(
         status,
         &err,
@@ -378,7 +237,7 @@ fn serve_reads_150_connections_at_once() {
     let mut conns: Vec<TcpStream> = (0..N).map(|_| connect(&addr)).collect();
     // Every connection holds windows back from the moment it is accepted.
     let mut accepted = 0;
-    run.until_err("every connection accepted", |l| {
+    run.until_err("every connection accepted", LIMIT, |l| {
         accepted += usize::from(l.contains("connection from"));
         accepted == N
     });
@@ -398,12 +257,12 @@ fn serve_reads_150_connections_at_once() {
     let first: usize = expected.keys().filter(|(w, _)| *w == w0).count();
     let w0s = w0.to_string();
     let mut rows = 0;
-    run.until_out("the first window's rows", |l| {
+    run.until_out("the first window's rows", LIMIT, |l| {
         rows += usize::from(l.starts_with(&w0s));
         rows == first
     });
     drop(conns);
-    run.until_err("every connection's end", {
+    run.until_err("every connection's end", LIMIT, {
         let mut ended = 0;
         move |l| {
             ended += usize::from(l.contains(" lines (simple), closed"));
@@ -411,7 +270,7 @@ fn serve_reads_150_connections_at_once() {
         }
     });
     run.signal("-INT");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(status, &err, &out, &sent, "150 connections");
     assert!(
         err.contains("150 connections: 150 closed normally"),
@@ -426,7 +285,7 @@ fn serve_refuses_connections_over_the_cap_with_a_reason_and_serves_again_when_on
     let a = connect(&addr);
     let mut b = connect(&addr);
     let mut accepted = 0;
-    run.until_err("two connections", |l| {
+    run.until_err("two connections", LIMIT, |l| {
         accepted += usize::from(l.contains("connection from"));
         accepted == 2
     });
@@ -434,7 +293,7 @@ fn serve_refuses_connections_over_the_cap_with_a_reason_and_serves_again_when_on
     let told = read_to_close(&mut over);
     assert!(told.contains("too many connections"), "told: {told:?}");
     drop(a);
-    run.until_err("the first connection's end", |l| {
+    run.until_err("the first connection's end", LIMIT, |l| {
         l.contains("closed by the client")
     });
     // A slot is free again.
@@ -443,11 +302,11 @@ fn serve_refuses_connections_over_the_cap_with_a_reason_and_serves_again_when_on
     b.write_all(line(13, "10.0.0.8").as_bytes()).unwrap();
     b.shutdown(Shutdown::Write).unwrap();
     read_to_close(&mut b);
-    run.until_err("the last connection's end", |l| {
+    run.until_err("the last connection's end", LIMIT, |l| {
         l.contains("1 lines (simple), closed by the client")
     });
     run.signal("-INT");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(
         status,
         &err,
@@ -465,14 +324,14 @@ fn serve_closes_a_connection_silent_for_the_read_timeout() {
     let mut silent = connect(&addr);
     silent.write_all(line(0, "10.0.0.1").as_bytes()).unwrap();
     read_to_close(&mut silent);
-    run.until_err("the timeout", |l| l.contains("--read-timeout"));
+    run.until_err("the timeout", LIMIT, |l| l.contains("--read-timeout"));
     let text: String = (1..9).map(|s| line(s, "10.0.0.2")).collect();
     send_all(&addr, &text);
-    run.until_err("the second connection's end", |l| {
+    run.until_err("the second connection's end", LIMIT, |l| {
         l.contains("8 lines (simple)")
     });
     run.signal("-INT");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(
         status,
         &err,
@@ -516,12 +375,12 @@ fn signal_term_ends_serve_writing_every_open_window() {
     let (text, last) = with_marker(&gen_simple(1000));
     let mut conn = connect(&addr);
     conn.write_all(text.as_bytes()).unwrap();
-    run.until_out("the rows of the log's last window", |l| {
+    run.until_out("the rows of the log's last window", LIMIT, |l| {
         l.starts_with(&last)
     });
     // The connection is still open, the marker's window too.
     run.signal("-TERM");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(status, &err, &out, &text, "serve, SIGTERM");
     assert!(err.contains("stopped by SIGTERM"), "{err}");
     drop(conn);
@@ -530,7 +389,7 @@ fn signal_term_ends_serve_writing_every_open_window() {
 /// Before: SIGINT killed `weir replay -` and the windows still open were lost.
 #[test]
 fn signal_int_ends_replay_from_stdin_writing_every_open_window() {
-    let mut run = Run::spawn(&[
+    let mut run = Watched::spawn(&[
         "replay",
         "-",
         "--date",
@@ -542,12 +401,12 @@ fn signal_int_ends_replay_from_stdin_writing_every_open_window() {
     let mut stdin = run.stdin();
     stdin.write_all(text.as_bytes()).unwrap();
     stdin.flush().unwrap();
-    run.until_out("the rows of the log's last window", |l| {
+    run.until_out("the rows of the log's last window", LIMIT, |l| {
         l.starts_with(&last)
     });
     // Stdin is still open.
     run.signal("-INT");
-    let (status, err, out) = run.finish();
+    let (status, err, out) = run.finish(LIMIT);
     assert_counts(status, &err, &out, &text, "replay -, SIGINT");
     assert!(err.contains("stopped by SIGINT after 1,001 lines"), "{err}");
     drop(stdin);
@@ -578,7 +437,7 @@ fn signal_a_second_one_exits_at_once_saying_what_was_dropped() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let err = lines_of(child.stderr.take().unwrap());
+    let mut err = Lines::of(child.stderr.take().unwrap());
     // Output has begun (so the signals are handled); then nobody reads it.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut header = String::new();
@@ -593,17 +452,9 @@ fn signal_a_second_one_exits_at_once_saying_what_was_dropped() {
         assert!(ok);
     };
     signal("-INT");
-    let mut text = String::new();
-    let mut wait_for = |what: &str| loop {
-        match err.recv_timeout(LIMIT) {
-            Ok(l) => {
-                text.push_str(&l);
-                text.push('\n');
-                if l.contains(what) {
-                    return;
-                }
-            }
-            Err(e) => panic!("waiting for {what:?}: {e:?}; stderr:\n{text}"),
+    let mut wait_for = |what: &str| {
+        if let Err(e) = err.until(Instant::now() + LIMIT, |l| l.contains(what)) {
+            panic!("waiting for {what:?}: {e:?}; stderr:\n{}", err.text);
         }
     };
     wait_for("SIGINT: no more input is read");
@@ -614,10 +465,10 @@ fn signal_a_second_one_exits_at_once_saying_what_was_dropped() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "still running:\n{text}");
+        assert!(Instant::now() < deadline, "still running:\n{}", err.text);
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(status.code(), Some(130), "{text}");
+    assert_eq!(status.code(), Some(130), "{}", err.text);
     drop(stdout);
 }
 
@@ -677,7 +528,7 @@ fn signal_int_ends_a_checkpointed_replay_at_a_checkpoint_that_a_rerun_resumes() 
         std::thread::sleep(Duration::from_millis(10));
     }
     signal(run.child.id(), "-INT");
-    let (status, err) = run.finish(LIMIT);
+    let (status, err, _) = run.finish(LIMIT);
     assert_eq!(status.code(), Some(0), "{err}");
     let stopped = err
         .lines()
@@ -719,10 +570,10 @@ fn signal_int_ends_weir_run_at_a_committed_epoch_that_a_rerun_resumes() {
     assert!(
         run.until(kafka::commit_windows_with_records(2)),
         "the run ended before its second commit window: {}",
-        run.text
+        run.text()
     );
     signal(run.child.id(), "-INT");
-    let (status, err) = run.finish(LIMIT);
+    let (status, err, _) = run.finish(LIMIT);
     assert_eq!(status.code(), Some(0), "{err}");
     let epoch = err
         .lines()

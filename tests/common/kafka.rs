@@ -277,11 +277,11 @@ impl Pipeline {
         assert!(
             run.until(commit_windows_with_records(nth)),
             "the run ended before its commit window {nth}: {}",
-            run.text
+            run.text()
         );
         disrupt();
         let started = Instant::now();
-        let (mut status, mut err) = run.finish(COMMAND_LIMIT);
+        let (mut status, mut err, _) = run.finish(COMMAND_LIMIT);
         let mut runs = 1;
         while !status.success() {
             eprintln!("run {runs} failed: {err}");

@@ -270,89 +270,161 @@ pub fn assert_counts_eq(got: &Counts, expected: &Counts, ctx: &str) {
     );
 }
 
-/// A running `weir` whose stderr is read line by line as it comes, so a test can act at a
-/// moment the run announces (a commit window, a resume) instead of after a sleep.
-pub struct Watched {
-    /// The process.
-    pub child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    /// Its stderr so far.
+/// A pipe of a running process, read line by line on a thread of its own as lines come.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Everything read so far.
     pub text: String,
 }
 
-impl Watched {
-    /// Starts `weir` with `args` (stdout discarded).
-    pub fn spawn(args: &[&str]) -> Self {
-        let mut child = spawn(args);
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
+impl Lines {
+    /// Starts reading `pipe`.
+    pub fn of(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
+            for l in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
                     break;
                 }
             }
         });
         Self {
-            child,
-            lines,
+            rx,
             text: String::new(),
         }
     }
 
-    /// Reads stderr until a line for which `pred` holds (true) or the end of stderr, i.e. of
-    /// the run (false). Kills the run and panics if it says nothing for [`COMMAND_LIMIT`].
-    pub fn until(&mut self, mut pred: impl FnMut(&str) -> bool) -> bool {
-        use std::sync::mpsc::RecvTimeoutError;
+    /// Reads until a line for which `pred` holds (`Ok` with it), the pipe's end or `deadline`.
+    pub fn until(
+        &mut self,
+        deadline: Instant,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
         loop {
-            match self.lines.recv_timeout(COMMAND_LIMIT) {
-                Ok(line) => {
-                    self.text.push_str(&line);
-                    self.text.push('\n');
-                    if pred(&line) {
-                        return true;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return false,
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "the run said nothing for {COMMAND_LIMIT:?}; killed:\n{}",
-                        self.text
-                    );
-                }
+            let line = self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+            self.text.push_str(&line);
+            self.text.push('\n');
+            if pred(&line) {
+                return Ok(line);
             }
         }
+    }
+}
+
+/// A running `weir` whose stderr and stdout are read line by line as they come, so a test can
+/// act at a moment the run announces (a commit window, a connection's end) instead of after a
+/// sleep. Its stdin is a pipe ([`Watched::stdin`]).
+pub struct Watched {
+    /// The process.
+    pub child: Child,
+    err: Lines,
+    out: Lines,
+}
+
+impl Watched {
+    /// Starts `weir` with `args`.
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = weir()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let err = Lines::of(child.stderr.take().unwrap());
+        let out = Lines::of(child.stdout.take().unwrap());
+        Self { child, err, out }
+    }
+
+    /// The run's stdin (once).
+    pub fn stdin(&mut self) -> std::process::ChildStdin {
+        self.child.stdin.take().unwrap()
+    }
+
+    /// Its stderr so far.
+    pub fn text(&self) -> &str {
+        &self.err.text
+    }
+
+    /// Reads stderr until a line for which `pred` holds (true) or the end of stderr, i.e. of
+    /// the run (false). Kills the run and panics if it says nothing for [`COMMAND_LIMIT`].
+    pub fn until(&mut self, pred: impl FnMut(&str) -> bool) -> bool {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.err.until(Instant::now() + COMMAND_LIMIT, pred) {
+            Ok(_) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+            Err(RecvTimeoutError::Timeout) => self.fail("the run said nothing"),
+        }
+    }
+
+    /// Reads stderr until a line for which `pred` holds and returns it; kills the run and panics,
+    /// naming `what`, if it ends first or nothing comes within `limit`.
+    pub fn until_err(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pred: impl FnMut(&str) -> bool,
+    ) -> String {
+        match self.err.until(Instant::now() + limit, pred) {
+            Ok(line) => line,
+            Err(e) => self.fail(&format!("waiting for {what} on stderr: {e:?}")),
+        }
+    }
+
+    /// As [`Watched::until_err`], on stdout.
+    pub fn until_out(&mut self, what: &str, limit: Duration, pred: impl FnMut(&str) -> bool) {
+        if let Err(e) = self.out.until(Instant::now() + limit, pred) {
+            self.fail(&format!("waiting for {what} on stdout: {e:?}"));
+        }
+    }
+
+    /// Sends `sig` (`-INT`, `-STOP`, …) to the run.
+    pub fn signal(&self, sig: &str) {
+        signal(self.child.id(), sig);
+    }
+
+    /// SIGKILLs the run and panics with `why` and its stderr.
+    pub fn fail(&mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self
+            .err
+            .until(Instant::now() + Duration::from_secs(1), |_| false);
+        panic!("{why}; weir's stderr:\n{}", self.err.text)
     }
 
     /// SIGKILLs the run; returns its stderr.
     pub fn kill(mut self) -> String {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.until(|_| false);
-        self.text
+        let _ = self.err.until(Instant::now() + COMMAND_LIMIT, |_| false);
+        self.err.text
     }
 
     /// Waits for the run's end (killing it and panicking past `limit`); returns its exit status
-    /// and its whole stderr.
-    pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+    /// and its whole stderr and stdout.
+    pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
             if Instant::now() >= deadline {
-                let text = self.kill();
-                panic!("still running after {limit:?}; killed. Its stderr:\n{text}");
+                self.fail(&format!("still running after {limit:?}"));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         };
-        self.until(|_| false);
-        (status, self.text)
+        for pipe in [&mut self.err, &mut self.out] {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                pipe.until(Instant::now() + COMMAND_LIMIT, |_| false)
+            {
+                panic!("a pipe of the ended run is still open");
+            }
+        }
+        (status, self.err.text, self.out.text)
     }
 }
 
