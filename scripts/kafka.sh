@@ -82,9 +82,12 @@ cmd_install() {
   local t0=$SECONDS
   rm -rf "$LIBS"
   mkdir -p "$LIBS"
-  mvn -B -q -Dstyle.color=never -f "$SCRIPTS/kafka/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$LIBS" ||
-    die "mvn could not fetch the broker's jars (see above)"
+  mkdir -p "$CACHE"
+  mvn -B -q -f "$SCRIPTS/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$LIBS" >"$CACHE/mvn.log" 2>&1 || {
+    cat "$CACHE/mvn.log" >&2
+    die "mvn could not fetch the broker's jars (its output is above and in $CACHE/mvn.log)"
+  }
   [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || die "mvn finished but the broker jar is missing"
   touch "$LIBS/.complete"
   say "Apache Kafka $KAFKA_VERSION installed in $((SECONDS - t0)) s"
