@@ -550,13 +550,7 @@ fn coordinate(
         promote(parts_dir, epoch)?;
         parts.push(part.digest());
         let (lines, rows, malformed) = run.counts_before(at);
-        let max_ts = run
-            .barrier_max_ts
-            .lock()
-            .expect("lock")
-            .get(&epoch)
-            .copied()
-            .unwrap_or(i64::MIN);
+        let max_ts = run.max_ts_before(at);
         let sources = serde_json::to_value(SourcePosition {
             chunk: at,
             chunk_bytes: run.chunk_bytes,

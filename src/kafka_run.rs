@@ -659,7 +659,7 @@ fn read_partition(
     let partition = reader.partition();
     let mut parser = LineParser::new(opts);
     if let Some(ts) = max_ts {
-        input.resume_watermark(ts);
+        input.advance_to(ts)?;
     }
     let mut buf = Vec::with_capacity(1 << 20);
     let mut batches: Vec<RecordBatch> = Vec::new();

@@ -505,6 +505,95 @@ impl Claims {
     }
 }
 
+/// Event time in file order, for parser threads that parse a file's chunks in parallel.
+///
+/// Each input's watermark must be a function of the file, not of which thread parsed which
+/// chunk when: before a thread pushes chunk `i`, its input's watermark moves to the largest
+/// timestamp of chunks `..i` ([`Input::advance_to`]), so every row is judged late or not exactly
+/// as a single reader of the file would judge it. A thread publishes its chunk's largest
+/// timestamp once it is parsed and the chunk before is published, so threads wait only for a
+/// slower neighbour's parse, never for a push.
+pub(crate) struct FileClock {
+    state: std::sync::Mutex<ClockState>,
+    published: std::sync::Condvar,
+}
+
+struct ClockState {
+    /// The first chunk of this run; `base` is the largest timestamp before it.
+    first: usize,
+    base: i64,
+    /// `prefix[k]`: the largest timestamp of chunks `..=first + k`.
+    prefix: Vec<i64>,
+    stopped: bool,
+}
+
+impl FileClock {
+    fn new(first: usize, base: i64) -> Self {
+        Self {
+            state: std::sync::Mutex::new(ClockState {
+                first,
+                base,
+                prefix: Vec::new(),
+                stopped: false,
+            }),
+            published: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Records chunk `i`'s largest timestamp once chunk `i - 1`'s is known, and returns the
+    /// largest timestamp before chunk `i`; `None` if the run stopped meanwhile.
+    fn publish(&self, i: usize, chunk_max: i64) -> Option<i64> {
+        let mut g = self.state.lock().expect("clock lock");
+        while g.first + g.prefix.len() < i && !g.stopped {
+            g = self.published.wait(g).expect("clock lock");
+        }
+        if g.stopped {
+            return None;
+        }
+        debug_assert_eq!(g.first + g.prefix.len(), i, "chunk {i} published twice");
+        let before = g.prefix.last().copied().unwrap_or(g.base);
+        g.prefix.push(before.max(chunk_max));
+        self.published.notify_all();
+        Some(before)
+    }
+
+    /// The largest timestamp before chunk `i`, over the chunks published so far.
+    fn before(&self, i: usize) -> i64 {
+        let g = self.state.lock().expect("clock lock");
+        match i.checked_sub(g.first + 1) {
+            None => g.base,
+            Some(k) => g.prefix[..g.prefix.len().min(k + 1)]
+                .last()
+                .copied()
+                .unwrap_or(g.base),
+        }
+    }
+
+    /// Wakes and ends every wait: a thread failed.
+    fn stop(&self) {
+        self.state.lock().expect("clock lock").stopped = true;
+        self.published.notify_all();
+    }
+}
+
+/// The largest event time in `batches` (`i64::MIN` if none): the parser's `ts` column.
+fn max_timestamp(batches: &[RecordBatch]) -> i64 {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMillisecondType;
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name("ts"))
+        .filter_map(|c| {
+            c.as_primitive::<TimestampMillisecondType>()
+                .values()
+                .iter()
+                .max()
+                .copied()
+        })
+        .max()
+        .unwrap_or(i64::MIN)
+}
+
 /// Parallel parsing of a mapped file into a job's inputs.
 pub(crate) struct FileRun<'a> {
     file: &'a MappedFile,
@@ -515,10 +604,8 @@ pub(crate) struct FileRun<'a> {
     pub claims: Claims,
     stop: AtomicBool,
     counts: Vec<ChunkCounts>,
-    /// Per barrier epoch, the smallest `Input::max_timestamp` of the inputs that injected it.
-    pub barrier_max_ts: std::sync::Mutex<std::collections::BTreeMap<u64, i64>>,
-    /// A restored run resumes every input's watermark from here.
-    resume_max_ts: Option<i64>,
+    /// Event time in file order: what each input's watermark starts a chunk from.
+    clock: FileClock,
     progress: Option<Progress>,
     chunk_delay: Duration,
     /// Ends the parsing early, between chunks, when requested (a plain replay; a checkpointed
@@ -544,8 +631,7 @@ impl<'a> FileRun<'a> {
             claims: Claims::new(first_chunk),
             stop: AtomicBool::new(false),
             counts: (0..chunks).map(|_| ChunkCounts::default()).collect(),
-            barrier_max_ts: Default::default(),
-            resume_max_ts: None,
+            clock: FileClock::new(first_chunk, i64::MIN),
             progress: cfg.progress.clone(),
             chunk_delay: cfg.chunk_delay,
             halt: None,
@@ -554,7 +640,7 @@ impl<'a> FileRun<'a> {
 
     /// Continues a run restored at its first chunk: the lines, rows and malformed lines before
     /// it count towards line numbers and totals (booked on the chunk before, which this run does
-    /// not parse), and every input's watermark resumes from `max_ts`.
+    /// not parse), and event time resumes from `max_ts`, the largest timestamp before it.
     pub(crate) fn resume(&mut self, lines: u64, rows: u64, malformed: u64, max_ts: i64) {
         let first = self.claims.state.lock().expect("claims lock").next;
         if let Some(c) = first.checked_sub(1).and_then(|i| self.counts.get(i)) {
@@ -562,7 +648,13 @@ impl<'a> FileRun<'a> {
             c.rows.store(rows, Ordering::Relaxed);
             c.malformed.store(malformed, Ordering::Relaxed);
         }
-        self.resume_max_ts = Some(max_ts);
+        self.clock = FileClock::new(first, max_ts);
+    }
+
+    /// The largest timestamp of the rows before chunk `i`, once every chunk before it has been
+    /// parsed (at a completed barrier at `i`): what a run restored there resumes from.
+    pub(crate) fn max_ts_before(&self, i: usize) -> i64 {
+        self.clock.before(i)
     }
 
     /// The byte offset where chunk `i` starts (the file's length past the end).
@@ -587,14 +679,12 @@ impl<'a> FileRun<'a> {
     }
 
     fn parse_chunks(&self, mut input: Input) -> Result<ParseStats> {
-        if let Some(ts) = self.resume_max_ts {
-            input.resume_watermark(ts);
-        }
         let mut parser = LineParser::new(self.opts.clone());
         let mut batches: Vec<RecordBatch> = Vec::new();
         let mut seen = 0u64;
         let fail = |e: Error| {
             self.stop.store(true, Ordering::Relaxed);
+            self.clock.stop();
             e
         };
         while !self.stop.load(Ordering::Relaxed)
@@ -602,15 +692,7 @@ impl<'a> FileRun<'a> {
         {
             let (barrier, i, last) = self.claims.claim(&mut seen);
             if let Some(epoch) = barrier {
-                // Rows of earlier chunks still buffered in the parser belong before the barrier.
-                parser.flush(&mut |b| batches.push(b));
-                for b in batches.drain(..) {
-                    input.push(b).map_err(|e| fail(e.into()))?;
-                }
                 input.barrier(epoch).map_err(|e| fail(e.into()))?;
-                let mut m = self.barrier_max_ts.lock().expect("lock");
-                let ts = m.entry(epoch).or_insert(i64::MAX);
-                *ts = (*ts).min(input.max_timestamp());
                 if last {
                     // The run stops at this barrier: nothing after it is read.
                     break;
@@ -622,13 +704,22 @@ impl<'a> FileRun<'a> {
             let bytes = &self.file.bytes()[range];
             let st = parser.stats();
             let before = (st.lines, st.rows, st.malformed);
-            let parsed = parser.parse(bytes, (i as u64) << 32 | 1, &mut |b| batches.push(b));
+            // Every chunk's rows leave the parser with it: a batch never mixes two chunks.
+            let parsed = parser
+                .parse(bytes, (i as u64) << 32 | 1, &mut |b| batches.push(b))
+                .map(|()| parser.flush(&mut |b| batches.push(b)));
             let (st, c) = (parser.stats(), &self.counts[i]);
             c.lines.store(st.lines - before.0, Ordering::Relaxed);
             c.rows.store(st.rows - before.1, Ordering::Relaxed);
             c.malformed
                 .store(st.malformed - before.2, Ordering::Relaxed);
             parsed.map_err(|e| fail(e.into()))?;
+            // Event time has reached, in file order, the largest timestamp before this chunk,
+            // whichever threads parsed those chunks: the rows of this one are judged from there.
+            let Some(max_before) = self.clock.publish(i, max_timestamp(&batches)) else {
+                break; // another thread failed
+            };
+            input.advance_to(max_before).map_err(|e| fail(e.into()))?;
             for b in batches.drain(..) {
                 input.push(b).map_err(|e| fail(e.into()))?;
             }
@@ -638,10 +729,6 @@ impl<'a> FileRun<'a> {
             if !self.chunk_delay.is_zero() {
                 std::thread::sleep(self.chunk_delay);
             }
-        }
-        parser.flush(&mut |b| batches.push(b));
-        for b in batches.drain(..) {
-            input.push(b)?;
         }
         input.finish()?;
         Ok(parser.take_stats())

@@ -131,6 +131,73 @@ fn real_log_late_rows_with_ascending_watermarks() {
     assert!(late_csv.starts_with("ts,client\n"));
 }
 
+/// With several parser threads the file's chunks reach the job in whatever order the threads
+/// get to them; lateness must still follow the file's order, so the counts, the late rows and
+/// the bytes written are the same on every run and at every parallelism.
+#[test]
+fn out_of_order_input_gives_one_answer_whatever_the_threads() {
+    let dir = tempdir();
+    let log = gen(
+        dir.path(),
+        "ooo.log",
+        &[
+            "--lines",
+            "300000",
+            "--clients",
+            "4000",
+            "--rate",
+            "5000",
+            "--seed",
+            "11",
+            "--out-of-order",
+            "8s",
+            "--malformed",
+            "0.001",
+        ],
+    );
+    let bytes = std::fs::read(&log).unwrap();
+    for bound in ["0s", "3s"] {
+        let bound_ms = bound.trim_end_matches('s').parse::<i64>().unwrap() * 1000;
+        let (expected, late, _) = reference_in_order(&bytes, 5_000, bound_ms, 0);
+        assert!(late > 10_000, "the log is out of order enough: {late} late");
+        let mut first_bytes: Option<Vec<u8>> = None;
+        for (p, threads, chunk) in [
+            ("1", "1", "1048576"),
+            ("2", "2", "65536"),
+            ("2", "2", "65536"),
+            ("2", "2", "65536"),
+            ("3", "4", "16384"),
+        ] {
+            let ctx =
+                format!("bound {bound}, -p {p} --parse-threads {threads} --chunk-bytes {chunk}");
+            let out = run_ok(&[
+                "replay",
+                log.to_str().unwrap(),
+                "--output-format",
+                "csv",
+                "-p",
+                p,
+                "--parse-threads",
+                threads,
+                "--chunk-bytes",
+                chunk,
+                "--max-out-of-orderness",
+                bound,
+            ]);
+            assert_counts_eq(&parse_csv(&out.stdout, 5_000), &expected, &ctx);
+            let err = String::from_utf8(out.stderr).unwrap();
+            let late_text = format!(" {} late", grouped(late));
+            assert!(err.contains(&late_text), "{ctx}: wanted{late_text}: {err}");
+            if (p, threads) == ("2", "2") {
+                match &first_bytes {
+                    None => first_bytes = Some(out.stdout),
+                    Some(b) => assert!(*b == out.stdout, "{ctx}: another run wrote other bytes"),
+                }
+            }
+        }
+    }
+}
+
 fn gen(dir: &std::path::Path, name: &str, args: &[&str]) -> std::path::PathBuf {
     let path = dir.join(name);
     let mut all = vec!["gen", "--output", path.to_str().unwrap()];
@@ -202,12 +269,21 @@ fn generated_logs_in_every_format() {
     }
 }
 
-fn group(n: u64) -> String {
+/// `n` with thousands separators, as weir's summary prints it.
+fn grouped(n: u64) -> String {
     let s = n.to_string();
-    if s.len() <= 3 {
-        return format!("{s} malformed");
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
     }
-    format!("{},{} malformed", &s[..s.len() - 3], &s[s.len() - 3..])
+    out
+}
+
+fn group(n: u64) -> String {
+    format!("{} malformed", grouped(n))
 }
 
 #[test]

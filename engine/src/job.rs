@@ -278,7 +278,7 @@ impl JobSpec {
     /// Starts the job from a checkpoint: `states[i]` is what [`WorkerSnapshot::encode`] wrote
     /// for worker `i` (one per worker, same parallelism). The caller rewinds its sources to the
     /// positions of the same checkpoint and resumes each input's watermark
-    /// ([`Input::resume_watermark`]).
+    /// ([`Input::advance_to`]).
     pub fn start_restored(
         &self,
         schema: SchemaRef,
@@ -462,10 +462,18 @@ impl Input {
         self.watermark.max_timestamp()
     }
 
-    /// Resumes the watermark of a restored input from the [`Input::max_timestamp`] saved at
-    /// the checkpoint, so rows replayed after it are judged late exactly as they were.
-    pub fn resume_watermark(&mut self, max_timestamp: i64) {
-        self.watermark.resume(max_timestamp);
+    /// Moves this input's watermark as if it had seen a row at `max_timestamp`, sending the
+    /// new watermark if it passes a window boundary. For rows that belong before this input's
+    /// next ones but that it did not push: those before a restored checkpoint (pass the
+    /// [`Input::max_timestamp`] saved there, and rows replayed after it are judged late exactly
+    /// as they were), or, when several inputs share one ordered source, the rows other inputs
+    /// pushed from earlier parts of it (so lateness follows the source's order, not the
+    /// inputs' interleaving). Never moves the watermark back.
+    pub fn advance_to(&mut self, max_timestamp: i64) -> Result<()> {
+        match self.watermark.advance(&[max_timestamp]) {
+            Some((_, wm)) => self.broadcast(Message::Watermark(wm)),
+            None => Ok(()),
+        }
     }
 
     /// Says this input has nothing to send for now (its source has gone, e.g. a connection

@@ -32,6 +32,10 @@ pub(crate) struct Plan {
     agg_input_types: Vec<Option<DataType>>,
     pub windows: TumblingWindows,
     pub output_schema: SchemaRef,
+    /// Order each fired window's rows by key. With one input a worker sees rows in that
+    /// input's order, so first appearance is already the same on every run; with several it
+    /// depends on how they interleave.
+    pub sort_rows: bool,
 }
 
 fn column(schema: &Schema, name: &str, role: &str) -> Result<usize> {
@@ -134,6 +138,7 @@ impl Plan {
             agg_input_types,
             windows: spec.windows,
             output_schema: Arc::new(Schema::new(out_fields)),
+            sort_rows: spec.inputs > 1,
         })
     }
 

@@ -21,6 +21,13 @@
 //! its batches where its watermark crosses a boundary and sends a watermark after each slice
 //! ([`InputWatermark::advance`]). The rows of one input are therefore judged exactly as if the
 //! watermark advanced row by row, whatever the batch size or the parallelism.
+//!
+//! A row is late when its window ends at or before its *own input's* watermark, or at or before
+//! its worker's (the window has fired: an idle input's rows can be behind it). The first rule
+//! makes lateness a function of each input's order alone: which rows are late does not depend on
+//! how the inputs of a worker interleave, so a replay of one file judges the same rows late
+//! whatever its parallelism. (A worker's watermark never passes an input's, except an idle or
+//! ended one's, so in every other case the second rule adds nothing.)
 
 use std::time::{Duration, Instant};
 
@@ -85,18 +92,6 @@ impl InputWatermark {
         self.max_ts = i64::MIN;
         self.current = i64::MIN;
         self.next_end = i64::MIN;
-    }
-
-    /// Continues as if `max_ts` had been the largest timestamp seen (a restored input).
-    pub fn resume(&mut self, max_ts: i64) {
-        let bound = match self.strategy {
-            WatermarkStrategy::Ascending => 0,
-            WatermarkStrategy::BoundedOutOfOrderness(b) => b,
-            WatermarkStrategy::EndOfInput => return,
-        };
-        self.max_ts = max_ts;
-        self.current = max_ts.saturating_sub(bound);
-        self.next_end = self.windows.next_end_after(self.current);
     }
 
     /// Observes `ts` in order and returns the end (exclusive) of the first run of rows after
@@ -176,6 +171,11 @@ impl CombinedWatermark {
     pub fn idle(&mut self, i: usize) {
         self.inputs[i].idle = true;
         self.inputs[i].wm = i64::MIN;
+    }
+
+    /// The watermark input `i` sent last (`i64::MIN` after it said it is idle).
+    pub fn of(&self, i: usize) -> i64 {
+        self.inputs[i].wm
     }
 
     /// Input `i` reached watermark `wm`.

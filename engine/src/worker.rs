@@ -132,7 +132,7 @@ impl Worker {
                 wm.touch(i, now);
             }
             match msg {
-                Some(Message::Data(batch)) => run.process(&batch)?,
+                Some(Message::Data(batch)) => run.process(&batch, wm.of(i))?,
                 Some(Message::Watermark(w)) => wm.update(i, w),
                 Some(Message::Barrier(Barrier { epoch })) => held[i] = Some(epoch),
                 Some(Message::Idle) => wm.idle(i),
@@ -250,8 +250,9 @@ impl Running {
         self.send(Message::Barrier(Barrier { epoch }))
     }
 
-    /// Folds one batch into its windows.
-    fn process(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Folds one batch into its windows. Rows whose window ends at or before `input_wm` (the
+    /// watermark of the input that sent them) or the worker's watermark are late.
+    fn process(&mut self, batch: &RecordBatch, input_wm: i64) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -263,10 +264,10 @@ impl Running {
         let start = plan.windows.start_of(ts[0]);
         let end = plan.windows.end_of(start);
         if ts.iter().all(|&t| t >= start && t < end) {
-            self.fold(&plan, batch, &keys, start, None)?;
+            self.fold(&plan, batch, &keys, start, None, input_wm)?;
         } else {
             for (start, rows) in rows_by_window(&plan, ts) {
-                self.fold(&plan, batch, &keys, start, Some(&rows))?;
+                self.fold(&plan, batch, &keys, start, Some(&rows), input_wm)?;
             }
         }
         let open = self.store.len();
@@ -283,8 +284,9 @@ impl Running {
         keys: &[ArrayRef],
         start: i64,
         rows: Option<&[u32]>,
+        input_wm: i64,
     ) -> Result<()> {
-        if plan.windows.end_of(start) <= self.watermark {
+        if plan.windows.end_of(start) <= self.watermark.max(input_wm) {
             return self.late(batch, start, rows);
         }
         let window = self.store.window_mut(plan, start);

@@ -170,7 +170,7 @@ fn restore_after_any_checkpoint_gives_the_uninterrupted_result() {
                 .start_restored(schema(), Box::new(Recorder(Arc::clone(&after))), &slices)
                 .unwrap();
             let mut input = job.input().unwrap();
-            input.resume_watermark(max_ts);
+            input.advance_to(max_ts).unwrap();
             for b in &data[pushed..] {
                 input.push(b.clone()).unwrap();
             }

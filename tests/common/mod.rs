@@ -195,6 +195,35 @@ pub fn reference(log: &[u8], window_ms: i64, simple_day: i64) -> (Counts, u64) {
     (counts, malformed)
 }
 
+/// Reference counts of a log read in file order with a watermark that follows it row by row:
+/// the largest timestamp so far minus `bound_ms`. A row whose window ended at or before the
+/// watermark before it is late. Returns (counts of on-time rows, late rows, malformed lines).
+pub fn reference_in_order(
+    log: &[u8],
+    window_ms: i64,
+    bound_ms: i64,
+    simple_day: i64,
+) -> (Counts, u64, u64) {
+    let text = String::from_utf8_lossy(log);
+    let (mut counts, mut late, mut malformed) = (Counts::new(), 0, 0);
+    let mut max_ts = i64::MIN;
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    for line in body.split('\n') {
+        let Some((ts, client)) = reference_line(line, simple_day) else {
+            malformed += 1;
+            continue;
+        };
+        let start = ts.div_euclid(window_ms) * window_ms;
+        if start + window_ms <= max_ts.saturating_sub(bound_ms) {
+            late += 1;
+        } else {
+            *counts.entry((start, client)).or_default() += 1;
+        }
+        max_ts = max_ts.max(ts);
+    }
+    (counts, late, malformed)
+}
+
 /// Parses weir's CSV output (`window_start,window_end,client,count`), checking each window is
 /// `window_ms` long and no (window, client) appears twice.
 pub fn parse_csv(csv: &[u8], window_ms: i64) -> Counts {

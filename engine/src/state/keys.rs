@@ -78,20 +78,48 @@ impl KeyInterner {
         Ok(())
     }
 
-    /// The key columns of every group, in group order.
-    pub(crate) fn emit(self) -> Result<Vec<ArrayRef>> {
+    /// The key columns of every group, in group order or in `order` (a permutation of the
+    /// group ids, as [`KeyInterner::sorted_groups`] gives).
+    pub(crate) fn emit(self, order: Option<&[u32]>) -> Result<Vec<ArrayRef>> {
         match self {
             KeyInterner::Int(k) => {
                 let dt = k.data_type.clone();
                 Ok(vec![
-                    dispatch_int!(&dt, T => k.emit::<T>(), _ => unreachable!()),
+                    dispatch_int!(&dt, T => k.emit::<T>(order), _ => unreachable!()),
                 ])
             }
             KeyInterner::Bytes(k, dt) => Ok(vec![
-                dispatch_bytes!(&dt, T => k.emit::<T>(), _ => unreachable!()),
+                dispatch_bytes!(&dt, T => k.emit::<T>(order), _ => unreachable!()),
             ]),
-            KeyInterner::Rows(k, conv) => k.emit_rows(&conv),
+            KeyInterner::Rows(k, conv) => k.emit_rows(&conv, order),
         }
+    }
+
+    /// Every group id in an order that depends only on the set of keys, not on the order they
+    /// arrived in: by the keys' stable hash (ties, if any, by key), the null key first. The
+    /// hash spreads keys evenly, so this sorts in linear time ([`sort_by_hash`]).
+    pub(crate) fn sorted_groups(&self) -> Vec<u32> {
+        let (mut entries, null_group): (Vec<(u64, u32)>, _) = match self {
+            KeyInterner::Int(k) => (
+                k.table.iter().map(|&(key, g)| (hash_u64(key), g)).collect(),
+                k.null_group,
+            ),
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => {
+                (k.table.iter().copied().collect(), k.null_group)
+            }
+        };
+        match self {
+            KeyInterner::Int(k) => sort_by_hash(&mut entries, |a, b| {
+                k.keys.get(a as usize).cmp(&k.keys.get(b as usize))
+            }),
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => {
+                sort_by_hash(&mut entries, |a, b| k.arena.get(a).cmp(k.arena.get(b)))
+            }
+        }
+        null_group
+            .into_iter()
+            .chain(entries.into_iter().map(|e| e.1))
+            .collect()
     }
 
     /// A frozen copy of the keys, sharing pages with the live ones. O(pages).
@@ -187,6 +215,56 @@ impl FrozenKeys {
 
 /// Calls `f(row)` for the selected rows.
 #[inline(always)]
+/// Sorts `(hash, group)` pairs by hash, ties by `tie` on the groups. Hashes are uniform, so one
+/// counting pass over their top bits (about one bucket per entry) leaves the pairs nearly
+/// sorted, and an insertion sort finishes in about one more pass: linear time, where a
+/// comparison sort of a window's keys cost as much as the rest of emitting it.
+fn sort_by_hash(entries: &mut [(u64, u32)], tie: impl Fn(u32, u32) -> std::cmp::Ordering) {
+    let n = entries.len();
+    if n < 2 {
+        return;
+    }
+    let bits = usize::BITS - n.leading_zeros();
+    let shift = 64 - bits;
+    let bucket = |h: u64| (h >> shift) as usize;
+    let mut next = vec![0u32; 1 << bits];
+    for e in entries.iter() {
+        next[bucket(e.0)] += 1;
+    }
+    let mut at = 0;
+    for slot in next.iter_mut() {
+        let count = *slot;
+        *slot = at;
+        at += count;
+    }
+    let mut sorted = vec![(0u64, 0u32); n];
+    for &e in entries.iter() {
+        let slot = &mut next[bucket(e.0)];
+        sorted[*slot as usize] = e;
+        *slot += 1;
+    }
+    let less = |a: &(u64, u32), b: &(u64, u32)| a.0 < b.0 || (a.0 == b.0 && tie(a.1, b.1).is_lt());
+    for i in 1..n {
+        let e = sorted[i];
+        let mut j = i;
+        while j > 0 && less(&e, &sorted[j - 1]) {
+            sorted[j] = sorted[j - 1];
+            j -= 1;
+        }
+        sorted[j] = e;
+    }
+    entries.copy_from_slice(&sorted);
+}
+
+/// Group ids `0..n` in `order`, or in group order when there is none.
+fn in_order(order: Option<&[u32]>, n: usize) -> impl Iterator<Item = u32> + '_ {
+    let (sorted, plain) = match order {
+        Some(o) => (o, 0..0),
+        None => (&[][..], 0..n as u32),
+    };
+    sorted.iter().copied().chain(plain)
+}
+
 fn for_rows(len: usize, rows: Option<&[u32]>, mut f: impl FnMut(usize)) {
     match rows {
         None => (0..len).for_each(&mut f),
@@ -248,14 +326,17 @@ impl IntKeys {
         }
     }
 
-    fn emit<T: ArrowPrimitiveType>(self) -> ArrayRef
+    fn emit<T: ArrowPrimitiveType>(self, order: Option<&[u32]>) -> ArrayRef
     where
         T::Native: IntKey,
     {
-        let values: ScalarBuffer<T::Native> = self.keys.iter().map(T::Native::from_bits).collect();
+        let n = self.keys.len();
+        let values: ScalarBuffer<T::Native> = in_order(order, n)
+            .map(|g| T::Native::from_bits(self.keys.get(g as usize)))
+            .collect();
         let nulls = self
             .null_group
-            .map(|g| NullBuffer::from_iter((0..self.keys.len()).map(|i| i != g as usize)));
+            .map(|g| NullBuffer::from_iter(in_order(order, n).map(|i| i != g)));
         Arc::new(PrimitiveArray::<T>::new(values, nulls))
     }
 }
@@ -340,20 +421,20 @@ impl ByteKeys {
         Ok(())
     }
 
-    fn emit<T: ByteArrayType>(self) -> ArrayRef {
+    fn emit<T: ByteArrayType>(self, order: Option<&[u32]>) -> ArrayRef {
         let n = self.arena.len();
         let mut offsets: Vec<T::Offset> = Vec::with_capacity(n + 1);
         let mut data: Vec<u8> = Vec::with_capacity(self.arena.byte_len());
         offsets.push(T::Offset::usize_as(0));
-        for k in self.arena.iter() {
-            data.extend_from_slice(k);
+        for g in in_order(order, n) {
+            data.extend_from_slice(self.arena.get(g));
             offsets.push(
                 T::Offset::from_usize(data.len()).expect("key bytes overflow the offset type"),
             );
         }
         let nulls = self
             .null_group
-            .map(|g| NullBuffer::from_iter((0..n).map(|i| i != g as usize)));
+            .map(|g| NullBuffer::from_iter(in_order(order, n).map(|i| i != g)));
         // The bytes of every key were copied whole from arrays of the same type, so they are
         // valid for it (UTF-8 for strings); `try_new` checks anyway, once per window.
         let array = GenericByteArray::<T>::try_new(
@@ -365,8 +446,9 @@ impl ByteKeys {
         Arc::new(array)
     }
 
-    fn emit_rows(self, converter: &RowConverter) -> Result<Vec<ArrayRef>> {
+    fn emit_rows(self, converter: &RowConverter, order: Option<&[u32]>) -> Result<Vec<ArrayRef>> {
         let parser = converter.parser();
-        Ok(converter.convert_rows(self.arena.iter().map(|b| parser.parse(b)))?)
+        let n = self.arena.len();
+        Ok(converter.convert_rows(in_order(order, n).map(|g| parser.parse(self.arena.get(g))))?)
     }
 }

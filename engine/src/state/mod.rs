@@ -20,7 +20,8 @@ pub(crate) mod paged;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow_select::take::take;
 
 use crate::aggregate::{FrozenState, GroupsAccumulator};
 use crate::error::Result;
@@ -66,9 +67,11 @@ impl WindowState {
         self.keys.size() + self.accs.iter().map(|a| a.size()).sum::<usize>()
     }
 
-    /// The window's results.
+    /// The window's results: rows in order of first appearance, or by key
+    /// ([`Plan::sort_rows`]).
     fn emit(mut self, plan: &Plan, start: i64) -> Result<RecordBatch> {
         let n = self.keys.len();
+        let order = plan.sort_rows.then(|| self.keys.sorted_groups());
         let end = plan.windows.end_of(start);
         let tz = plan.ts_timezone.clone();
         let mut cols: Vec<ArrayRef> =
@@ -79,8 +82,15 @@ impl WindowState {
         cols.push(Arc::new(
             TimestampMillisecondArray::from(vec![end; n]).with_timezone_opt(tz),
         ));
-        cols.extend(self.keys.emit()?);
-        cols.extend(self.accs.iter_mut().map(|a| a.evaluate()));
+        cols.extend(self.keys.emit(order.as_deref())?);
+        let order = order.map(UInt32Array::from);
+        for acc in &mut self.accs {
+            let values = acc.evaluate();
+            cols.push(match &order {
+                Some(order) => take(&values, order, None)?,
+                None => values,
+            });
+        }
         Ok(RecordBatch::try_new(Arc::clone(&plan.output_schema), cols)?)
     }
 }
