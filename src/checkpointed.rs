@@ -4,18 +4,19 @@
 //!  timer ─▶ claims.request(n) ─▶ every parser thread injects barrier n before its next chunk
 //!                                   │
 //!  workers align n, freeze state ───┼──▶ snapshots ──▶ coordinator: write worker-i.state, fsync
-//!  collector aligns n ──▶ sink seals pending-n (len, xxh3) ──▶ coordinator ──┘
+//!  collector aligns n ──▶ sink marks the results file (len, xxh3) ──▶ coordinator ──┘
 //!                                                           │ all pieces of n known
 //!                                                           ▼
-//!        pending-n: fsync, rename part-n, fsync dir ─▶ MANIFEST listing parts 1..=n with their
-//!        lengths and XXH3-64 (temp, fsync, rename, fsync dir) ─▶ retain
+//!        results file: fdatasync (what epoch n appended) ─▶ MANIFEST recording its committed
+//!        length and XXH3-64 (temp, fsync, rename, fsync dir) ─▶ retain
 //! ```
 //!
-//! One checkpoint is in flight at a time. Part *n* is sealed, fsynced and renamed `part-n`
-//! before manifest *n* is committed, and every manifest lists the parts `1..=n` it relies on
-//! with their lengths and XXH3-64. At the end of the input the last results are sealed as a
-//! final epoch whose manifest says `final`, and the parts are concatenated into the output path
-//! (each verified as it is copied; temp file, fsync, rename), so the output appears whole, once.
+//! One checkpoint is in flight at a time, driven by events: the interval's timer, the pieces
+//! of the checkpoint arriving, the end of the input, a stop request. The results go to one file
+//! written in place ([`weir_io::results_file`]); checkpoint *n* records how much of it is
+//! committed, after making that much durable. At the end of the input a final epoch's manifest
+//! says `final`, and the results file is renamed to the output path, so the output appears
+//! whole, once, and is never copied.
 //!
 //! A stop request (SIGINT, SIGTERM) ends the run at a last, ordinary checkpoint instead: the
 //! coordinator requests its barrier at once, every parser thread stops after injecting it, and
@@ -26,8 +27,9 @@
 //! Recovery: the newest checkpoint whose manifest, files and output parts verify (checksums) is
 //! restored: the workers' state, the file position (a chunk index: the barrier splits the file
 //! at a chunk boundary on every input), the inputs' watermark, the counters of lines before it,
-//! and the output parts up to it (later parts are discarded). A damaged checkpoint, state file or
-//! part, is reported by file name and the previous one is used; when none is usable the run is
+//! and the results file up to its committed length (what follows is cut off). A damaged
+//! checkpoint, state file or results file is reported by file name and the previous one is
+//! used (an older checkpoint commits fewer results); when none is usable the run is
 //! refused, saying that `--fresh` starts over. A checkpoint of another job, or of an input file
 //! that changed since (its identity: [`identity`]), is refused naming what differs. On-disk
 //! format: [`store`].
@@ -35,14 +37,14 @@
 pub mod store;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{never, Receiver, Sender};
 use serde::{Deserialize, Serialize};
+use weir_engine::checkpoint::{CheckpointError, FileDigest};
 use weir_engine::{ResultSink, SinkError, WorkerSnapshot};
-use weir_io::parts::{concat_into, promote, PartDigest, PartFiles, SealedPart};
+use weir_io::results_file::{Committed, ResultsFile};
 use weir_io::sink::{continue_writer, BatchWriter, OutputFormat};
 use weir_io::source::MappedFile;
 
@@ -52,7 +54,7 @@ use crate::replay::{
     RunSummary, Started,
 };
 use crate::stop::Stop;
-use store::{CheckpointStore, PARTS_DIR};
+use store::{results_of, CheckpointStore, RESULTS};
 use weir_engine::checkpoint::{InputFile, JobIdentity};
 
 /// Checkpointing settings.
@@ -160,28 +162,69 @@ pub(crate) fn open_rewindable(path: &Path) -> Result<MappedFile> {
     })
 }
 
-/// The sink of a checkpointed run: results into the pending part, sealed at each checkpoint.
-struct PartSink {
-    writer: Box<dyn BatchWriter>,
-    parts: PartFiles,
-    sealed: Sender<SealedPart>,
+/// What the sink hands the coordinator: the results file's mark at a checkpoint's barrier, or
+/// at the end of the input.
+#[derive(Debug, Clone, Copy)]
+enum Sealed {
+    Epoch(u64, Committed),
+    End(Committed),
 }
 
-impl ResultSink for PartSink {
+/// The sink of a checkpointed run: results appended to the results file, marked at each
+/// checkpoint's barrier.
+struct ResultsSink {
+    writer: Box<dyn BatchWriter>,
+    results: ResultsFile,
+    sealed: Sender<Sealed>,
+}
+
+impl ResultSink for ResultsSink {
     fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
         Ok(self.writer.write(&batch)?)
     }
-    fn checkpoint(&mut self, _epoch: u64) -> Result<(), SinkError> {
-        let part = self.parts.seal()?;
-        let _ = self.sealed.send(part);
+    fn checkpoint(&mut self, epoch: u64) -> Result<(), SinkError> {
+        let _ = self.sealed.send(Sealed::Epoch(epoch, self.results.mark()));
         Ok(())
     }
     fn finish(&mut self) -> Result<(), SinkError> {
         self.writer.finish()?;
-        let part = self.parts.seal()?;
-        let _ = self.sealed.send(part);
+        let _ = self.sealed.send(Sealed::End(self.results.mark()));
         Ok(())
     }
+}
+
+/// Whether the results a checkpoint commits are intact: the first bytes of the results file
+/// at `results` (or, for a final checkpoint whose results were already published, of the
+/// output) are those it recorded. The check [`CheckpointStore::latest_valid`] makes of each
+/// candidate, so that a damaged results file falls back to an older checkpoint.
+fn results_intact(
+    r: &weir_engine::checkpoint::Restored,
+    results: &Path,
+    output: &Path,
+) -> std::result::Result<(), CheckpointError> {
+    let committed = results_of(r)?;
+    let published =
+        r.manifest.sink.get("final").and_then(|f| f.as_bool()) == Some(true) && !results.exists();
+    let file = if published { output } else { results };
+    let digest = |(len, xxh3): (u64, u64)| FileDigest { len, xxh3 };
+    ResultsFile::check(file, committed).map_err(|e| match e {
+        weir_io::Error::DamagedPart {
+            path,
+            expected,
+            found,
+        } => CheckpointError::Damaged {
+            path,
+            expected: digest(expected),
+            found: digest(found),
+        },
+        weir_io::Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            CheckpointError::Missing { path }
+        }
+        e => CheckpointError::BadManifest {
+            path: file.to_owned(),
+            reason: e.to_string(),
+        },
+    })
 }
 
 /// Replays `cfg.input` with checkpoints in `ck.dir`, resuming from the newest valid checkpoint
@@ -219,12 +262,14 @@ pub fn replay_checkpointed(
     let id = identity(cfg, &file, format.name())?;
 
     let mut store = CheckpointStore::open(&ck.dir)?;
-    let parts_dir = ck.dir.join(PARTS_DIR);
+    let results_path = ck.dir.join(RESULTS);
     let start_over = start_over(&ck.dir, path);
     let restored = if ck.fresh {
         None
     } else {
-        let found = store.latest_valid(&id, &start_over)?;
+        let found = store.latest_valid(&id, &start_over, |r| {
+            results_intact(r, &results_path, &output)
+        })?;
         if let Some(refused) = found.refusal(&ck.dir, &start_over) {
             return Err(refused);
         }
@@ -234,7 +279,7 @@ pub fn replay_checkpointed(
         found.checkpoint
     };
     // What the restored checkpoint says, read before anything in the folder changes: the
-    // output parts it relies on (verified by the restore: 1..=its epoch) and its position.
+    // results it commits (checked by the restore) and its position.
     let committed = restored.as_ref().map_or(0, |r| r.epoch);
     let unusable = |what: String| {
         Error::Refused(format!(
@@ -242,9 +287,9 @@ pub fn replay_checkpointed(
             ck.dir.display()
         ))
     };
-    let mut parts_digests = match &restored {
-        Some(r) => r.parts().map_err(|e| unusable(e.to_string()))?,
-        None => Vec::new(),
+    let results_at = match &restored {
+        Some(r) => r.results()?,
+        None => Committed::default(),
     };
     let position: SourcePosition = match &restored {
         Some(r) => serde_json::from_value(r.sources.clone())
@@ -255,10 +300,15 @@ pub fn replay_checkpointed(
     let mut stats = CheckpointStats::default();
 
     if let Some(r) = restored.as_ref().filter(|r| r.is_final) {
-        // The run had finished; only the output may be missing.
-        concat_into(&parts_dir, &parts_digests, &output)?;
+        // The run had finished; the results may not have been published yet.
+        let what = if results_path.exists() {
+            ResultsFile::publish(&results_path, results_at, &output)?;
+            "output written"
+        } else {
+            "its output is in place"
+        };
         say(&format!(
-            "checkpoint {} is final: the run was complete; output written again",
+            "checkpoint {} is final: the run was complete; {what}",
             r.epoch
         ));
         stats.resumed_from = Some(r.epoch);
@@ -277,15 +327,10 @@ pub fn replay_checkpointed(
         stats.resumed_from = Some(r.epoch);
     }
 
-    let parts = PartFiles::resume(&parts_dir, committed)?;
-    let output_started = std::fs::read_dir(&parts_dir)
-        .map(|d| {
-            d.flatten().any(|e| {
-                e.file_name().to_string_lossy().starts_with("part-")
-                    && e.metadata().is_ok_and(|m| m.len() > 0)
-            })
-        })
-        .unwrap_or(false);
+    let results = match &restored {
+        Some(_) => ResultsFile::resume(&results_path, results_at)?,
+        None => ResultsFile::create(&results_path)?,
+    };
 
     let mut run = FileRun::new(cfg, &file, opts.clone(), position.chunk);
     if position.chunk > 0 {
@@ -306,47 +351,46 @@ pub fn replay_checkpointed(
     let out_schema = spec.output_schema(&schema)?;
     let writer = continue_writer(
         cfg.job.output_format,
-        Box::new(parts.writer()),
+        Box::new(results.writer()),
         output.clone(),
         out_schema,
         cfg.job.utc_offset_secs,
-        output_started,
+        results_at.len > 0,
     )?;
-    let sink = Box::new(PartSink {
+    let sink = Box::new(ResultsSink {
         writer,
-        parts,
+        results: results.clone(),
         sealed: sealed_tx,
     });
     let job = match &restored {
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
         None => spec.start_with_sink(schema.clone(), sink)?,
     };
+    drop(spec);
     let mut started = Started::attach(job, &cfg.job, schema)?;
     let inputs = started.job.take_inputs();
 
-    let parsing_done = AtomicBool::new(false);
     let p = cfg.job.parallelism;
-    let mut leftover = Vec::new();
     let (parsed, coordinated) = std::thread::scope(|s| {
+        // Disconnects when the parser threads are done: the coordinator's "end of input".
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
         let coordinator = s.spawn(|| {
-            coordinate(
-                &run,
-                &mut store,
-                &parts_dir,
+            Coordinator {
+                run: &run,
+                store: &mut store,
+                results: &results,
                 ck,
-                committed,
-                p,
-                &snap_rx,
-                &sealed_rx,
-                &parsing_done,
-                &id,
-                &mut leftover,
-                cfg.stop.as_ref(),
-                &mut parts_digests,
-            )
+                id: &id,
+                workers: p,
+                snapshots: &snap_rx,
+                sealed: &sealed_rx,
+                stop: cfg.stop.as_ref(),
+                end: None,
+            }
+            .run(committed, done_rx)
         });
         let parsed = run.parse(inputs);
-        parsing_done.store(true, Ordering::Relaxed);
+        drop(done_tx);
         (
             parsed,
             coordinator.join().expect("checkpoint coordinator panicked"),
@@ -354,7 +398,7 @@ pub fn replay_checkpointed(
     });
     let joined = started.join();
     let (parse_stats, job_stats) = run.settle(parsed, joined)?;
-    let (last, mut cstats) = coordinated?;
+    let (last, mut cstats, end) = coordinated?;
     cstats.resumed_from = stats.resumed_from;
     let totals = run.counts_before(run.chunks);
     let summary = |cstats| {
@@ -377,13 +421,17 @@ pub fn replay_checkpointed(
         return summary(cstats);
     }
 
-    // The final epoch: everything after the last committed checkpoint, in the parts sealed since
-    // (the last by the sink's finish, once the job has ended).
-    leftover.extend(sealed_rx.try_iter());
-    leftover.sort_by_key(|p| p.epoch);
-    let Some(final_epoch) = leftover.iter().map(|p| p.epoch).max() else {
+    // The final epoch: everything after the last committed checkpoint, up to the end the sink
+    // marked once the job ended.
+    let end = end.or_else(|| {
+        sealed_rx.try_iter().find_map(|s| match s {
+            Sealed::End(c) => Some(c),
+            Sealed::Epoch(..) => None,
+        })
+    });
+    let Some(done) = end else {
         return Err(Error::Engine(weir_engine::EngineError::Internal(
-            "the output's last part was not sealed".into(),
+            "the results file's end was not marked".into(),
         )));
     };
     let manifest_sources = serde_json::to_value(SourcePosition {
@@ -396,39 +444,21 @@ pub fn replay_checkpointed(
         malformed: totals.2,
     })
     .expect("serialisable");
-    for p in &leftover {
-        p.sync()?;
-        promote(&parts_dir, p.epoch)?;
-        parts_digests.push(p.digest());
-    }
-    if !parts_digests
-        .iter()
-        .enumerate()
-        .all(|(i, p)| p.epoch == i as u64 + 1)
-    {
-        return Err(Error::Engine(weir_engine::EngineError::Internal(format!(
-            "the output parts are not 1..={final_epoch}: {:?}",
-            parts_digests.iter().map(|p| p.epoch).collect::<Vec<_>>()
-        ))));
-    }
-    let sink = serde_json::json!({ "parts_after": last, "last_part": final_epoch });
+    results.sync()?;
+    drop(results);
+    let final_epoch = last + 1;
     store.commit(
         final_epoch,
         &id,
         &[],
         manifest_sources,
-        sink,
+        serde_json::json!({ "results": done }),
         true,
-        &parts_digests,
     )?;
-    concat_into(&parts_dir, &parts_digests, &output)?;
+    ResultsFile::publish(&results_path, done, &output)?;
     store.retain(ck.keep)?;
     cstats.committed += 1;
     summary(cstats)
-}
-
-fn part_json(p: &SealedPart) -> serde_json::Value {
-    serde_json::json!({ "part": p.epoch, "bytes": p.len })
 }
 
 fn final_summary(
@@ -453,142 +483,159 @@ fn final_summary(
     }
 }
 
-/// The coordinator loop: one checkpoint per interval while the parsers run; on a stop request,
-/// one more at once, after which the parsers stop. Returns the last committed epoch and the
-/// checkpoint stats.
-#[allow(clippy::too_many_arguments)]
-fn coordinate(
-    run: &FileRun<'_>,
-    store: &mut CheckpointStore,
-    parts_dir: &Path,
-    ck: &CheckpointOptions,
-    mut last: u64,
+/// The checkpoint coordinator of a checkpointed replay: one checkpoint per interval while the
+/// parsers run; on a stop request, one more at once, after which the parsers stop. It waits
+/// only on events (the timer, the pieces of a checkpoint, the end of the input, the stop).
+struct Coordinator<'a, 'f> {
+    run: &'a FileRun<'f>,
+    store: &'a mut CheckpointStore,
+    results: &'a ResultsFile,
+    ck: &'a CheckpointOptions,
+    id: &'a JobIdentity,
     workers: usize,
-    snapshots: &Receiver<WorkerSnapshot>,
-    sealed: &Receiver<SealedPart>,
-    done: &AtomicBool,
-    id: &JobIdentity,
-    leftover: &mut Vec<SealedPart>,
-    stop: Option<&Stop>,
-    parts: &mut Vec<PartDigest>,
-) -> Result<(u64, CheckpointStats)> {
-    let mut stats = CheckpointStats::default();
-    let mut total = Duration::ZERO;
-    let stopping = || stop.is_some_and(Stop::is_requested);
-    'run: loop {
-        // Sleep the interval in small steps, so the end of input is noticed at once.
-        let wake = Instant::now() + ck.interval;
-        while Instant::now() < wake {
-            if done.load(Ordering::Relaxed) {
-                break 'run;
+    snapshots: &'a Receiver<WorkerSnapshot>,
+    sealed: &'a Receiver<Sealed>,
+    stop: Option<&'a Stop>,
+    /// The results' end, if the sink marked it while a checkpoint was awaited.
+    end: Option<Committed>,
+}
+
+impl Coordinator<'_, '_> {
+    /// Runs until the parsers are done (`done` disconnects) or a stop's last checkpoint is
+    /// committed. Returns the last committed epoch, the checkpoint stats, and the results' end
+    /// if the sink marked it meanwhile.
+    fn run(
+        mut self,
+        mut last: u64,
+        done: Receiver<()>,
+    ) -> Result<(u64, CheckpointStats, Option<Committed>)> {
+        let mut stats = CheckpointStats::default();
+        let mut total = Duration::ZERO;
+        let stop_woken = self.stop.map_or_else(never, |s| s.woken().clone());
+        loop {
+            let stopping = self.stop.is_some_and(Stop::is_requested);
+            if !stopping {
+                crossbeam_channel::select! {
+                    recv(done) -> _ => break,
+                    recv(stop_woken) -> _ => {},
+                    recv(crossbeam_channel::after(self.ck.interval)) -> _ => {},
+                }
             }
-            if stopping() {
+            let epoch = last + 1;
+            let requested = Instant::now();
+            let last_one = self.stop.is_some_and(Stop::is_requested);
+            let at = if last_one {
+                self.say_dropping(epoch, last);
+                self.run.claims.request_last(epoch)
+            } else {
+                self.run.claims.request(epoch)
+            };
+            let Some((states, mark)) = self.gather(epoch, last_one, &done) else {
+                // The input ended before every input passed the barrier: the final epoch takes
+                // over whatever this one holds.
+                break;
+            };
+            // The results up to the mark are durable before the manifest that commits them.
+            self.results.sync()?;
+            let (lines, rows, malformed) = self.run.counts_before(at);
+            let sources = serde_json::to_value(SourcePosition {
+                chunk: at,
+                chunk_bytes: self.run.chunk_bytes,
+                offset: self.run.chunk_start(at) as u64,
+                max_ts: self.run.max_ts_before(at),
+                lines,
+                rows,
+                malformed,
+            })
+            .expect("serialisable");
+            let sink = serde_json::json!({ "results": mark });
+            stats.bytes += self
+                .store
+                .commit(epoch, self.id, &states, sources, sink, false)?
+                .bytes;
+            self.store.retain(self.ck.keep)?;
+            let took = requested.elapsed();
+            total += took;
+            stats.max = stats.max.max(took);
+            stats.committed += 1;
+            last = epoch;
+            if last_one {
+                stats.stopped_at = Some(epoch);
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5).min(ck.interval));
         }
-        let epoch = last + 1;
-        let requested = Instant::now();
-        let last_one = stopping();
-        let at = if last_one {
-            if let Some(stop) = stop {
-                stop.set_dropping(format!(
-                    "the last checkpoint ({epoch}) was not completed: running the same command \
-                     again resumes from {}",
-                    if last == 0 {
-                        "the start".to_string()
-                    } else {
-                        format!("checkpoint {last}")
-                    }
-                ));
-            }
-            run.claims.request_last(epoch)
-        } else {
-            run.claims.request(epoch)
-        };
-        // Wait for every worker's snapshot and the sealed output part of this epoch.
-        let mut states: Vec<Option<WorkerSnapshot>> = (0..workers).map(|_| None).collect();
-        let mut part = None;
-        while states.iter().any(Option::is_none) || part.is_none() {
+        if stats.committed > 0 {
+            stats.mean = total / stats.committed as u32;
+        }
+        Ok((last, stats, self.end))
+    }
+
+    /// Waits for every worker's snapshot and the results mark of `epoch`. `None` when the
+    /// parsers finished first and the barrier did not pass every worker (the parsers of a last
+    /// barrier end right after injecting it: then the checkpoint is waited for).
+    fn gather(
+        &mut self,
+        epoch: u64,
+        last_one: bool,
+        done: &Receiver<()>,
+    ) -> Option<(Vec<WorkerSnapshot>, Committed)> {
+        let mut states: Vec<Option<WorkerSnapshot>> = (0..self.workers).map(|_| None).collect();
+        let mut mark = None;
+        let done = if last_one { &never() } else { done };
+        while states.iter().any(Option::is_none) || mark.is_none() {
             let mut ended = false;
             crossbeam_channel::select! {
-                recv(snapshots) -> s => match s {
+                recv(self.snapshots) -> s => match s {
                     Ok(s) if s.epoch == epoch => { let w = s.worker; states[w] = Some(s); }
                     Ok(_) => {}
                     Err(_) => ended = true,
                 },
-                recv(sealed) -> p => match p {
-                    Ok(p) if p.epoch == epoch => part = Some(p),
-                    Ok(p) => leftover.push(p),
+                recv(self.sealed) -> m => match m {
+                    Ok(Sealed::Epoch(e, c)) if e == epoch => mark = Some(c),
+                    Ok(Sealed::Epoch(..)) => {}
+                    Ok(Sealed::End(c)) => self.end = Some(c),
                     Err(_) => ended = true,
                 },
-                default(Duration::from_millis(20)) => {
-                    // The parsers of a last barrier end right after injecting it: wait for the
-                    // checkpoint (or for the job's end, if none of them reached the barrier).
-                    ended = done.load(Ordering::Relaxed) && !last_one;
-                }
+                recv(done) -> _ => ended = true,
             }
             if ended {
-                // Snapshots sent before the end are still queued: with all of them, the barrier
-                // passed every worker, so the part of this epoch is its checkpoint's.
-                for s in snapshots.try_iter().filter(|s| s.epoch == epoch) {
+                // Snapshots sent before the end are still queued: with all of them, the
+                // barrier passed every worker, and its mark follows.
+                for s in self.snapshots.try_iter().filter(|s| s.epoch == epoch) {
                     let w = s.worker;
                     states[w] = Some(s);
                 }
-                if states.iter().all(Option::is_some) && part.is_some() {
+                for m in self.sealed.try_iter() {
+                    match m {
+                        Sealed::Epoch(e, c) if e == epoch => mark = Some(c),
+                        Sealed::Epoch(..) => {}
+                        Sealed::End(c) => self.end = Some(c),
+                    }
+                }
+                if states.iter().all(Option::is_some) && mark.is_some() {
                     break;
                 }
-                // The input ended before every input passed the barrier: the final epoch takes
-                // over whatever this one holds (a part of this epoch is the final one).
-                leftover.extend(part.take());
-                break 'run;
+                return None;
             }
         }
-        let part = part.expect("loop ends with the part");
-        // The part is durable under its final name before the manifest that lists it.
-        part.sync()?;
-        promote(parts_dir, epoch)?;
-        parts.push(part.digest());
-        let (lines, rows, malformed) = run.counts_before(at);
-        let max_ts = run.max_ts_before(at);
-        let sources = serde_json::to_value(SourcePosition {
-            chunk: at,
-            chunk_bytes: run.chunk_bytes,
-            offset: run.chunk_start(at) as u64,
-            max_ts,
-            lines,
-            rows,
-            malformed,
-        })
-        .expect("serialisable");
-        let snapshots: Vec<WorkerSnapshot> = states
+        let states = states
             .into_iter()
             .map(|s| s.expect("all present"))
             .collect();
-        stats.bytes += store
-            .commit(
-                epoch,
-                id,
-                &snapshots,
-                sources,
-                part_json(&part),
-                false,
-                parts,
-            )?
-            .bytes;
-        store.retain(ck.keep)?;
-        let took = requested.elapsed();
-        total += took;
-        stats.max = stats.max.max(took);
-        stats.committed += 1;
-        last = epoch;
-        if last_one {
-            stats.stopped_at = Some(epoch);
-            break;
+        Some((states, mark.expect("loop ends with the mark")))
+    }
+
+    fn say_dropping(&self, epoch: u64, last: u64) {
+        if let Some(stop) = self.stop {
+            stop.set_dropping(format!(
+                "the last checkpoint ({epoch}) was not completed: running the same command \
+                 again resumes from {}",
+                if last == 0 {
+                    "the start".to_string()
+                } else {
+                    format!("checkpoint {last}")
+                }
+            ));
         }
     }
-    if stats.committed > 0 {
-        stats.mean = total / stats.committed as u32;
-    }
-    Ok((last, stats))
 }

@@ -511,7 +511,7 @@ fn restore_point(
         )));
     }
     store.continue_after(p.epoch)?;
-    let found = store.latest_valid(id, &start_over)?;
+    let found = store.latest_valid(id, &start_over, |_| Ok(()))?;
     let r = match found.checkpoint {
         Some(r) if r.epoch == p.epoch => r,
         other => {
@@ -853,7 +853,7 @@ fn coordinate(
                 partitions: finals.clone(),
             })
             .expect("serialisable");
-            let written = store.commit(n, id, &[], sources, sink_json(cfg), true, &[])?;
+            let written = store.commit(n, id, &[], sources, sink_json(cfg), true)?;
             commit_and_wait(
                 cfg,
                 commits,
@@ -873,7 +873,7 @@ fn coordinate(
             partitions: at.clone(),
         })
         .expect("serialisable");
-        let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false, &[])?;
+        let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false)?;
         commit_and_wait(
             cfg,
             commits,

@@ -1,10 +1,11 @@
 //! Everything a checkpoint relies on is verified before a run resumes from it.
 //!
-//! - **Output parts** (`DIR/output/part-N`, the committed results the final output is made of):
-//!   a byte flipped in, or a tail cut from, a part after a run was killed (SIGKILL, a real
-//!   process) is named on resume; the run falls back to an older checkpoint when one does not
-//!   rely on the damaged part, and otherwise refuses, saying that `--fresh` starts over. The
-//!   final output is never silently wrong: it is compared with `common::reference` of the log.
+//! - **The results file** (`DIR/output/results`, the output written in place; each checkpoint
+//!   commits it up to a length, with the checksum of those bytes): a byte flipped in, or a tail
+//!   cut from, its committed bytes after a run was killed (SIGKILL, a real process) is named on
+//!   resume; the run falls back to an older checkpoint when one commits less than the damage,
+//!   and otherwise refuses, saying that `--fresh` starts over. The final output is never
+//!   silently wrong: it is compared with `common::reference` of the log.
 //! - **The input**: a log changed since the checkpoint (same size; one byte changed with its
 //!   modification time put back; only touched; replaced by a copy) is refused, naming what
 //!   changed, for the file output and for the Kafka output of `weir replay FILE --to`.
@@ -45,7 +46,7 @@ fn replay_args<'a>(log: &'a str, out: &'a str, dir: &'a str) -> Vec<&'a str> {
 }
 
 /// 100,000 lines, 300 clients at 500 lines/s: 200 s of event time, so every epoch of a
-/// checkpointed run fires windows and every output part holds rows.
+/// checkpointed run fires windows and commits rows.
 fn gen_log(path: &Path, seed: &str) {
     run_ok(&[
         "gen",
@@ -76,8 +77,16 @@ fn complete_checkpoints(dir: &Path) -> Vec<u64> {
     epochs
 }
 
-/// Runs `weir args` and kills it with SIGKILL once `dir` holds `n` complete checkpoints, the
-/// newest one's output part in place if the run writes parts (the event a test acts on). A run
+/// How many bytes of the results file checkpoint `epoch` in `dir` commits (its manifest's
+/// `sink.results.len`).
+fn committed_len(dir: &Path, epoch: u64) -> u64 {
+    let manifest = dir.join(format!("chk-{epoch:09}")).join("MANIFEST");
+    let m: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    m["sink"]["results"]["len"].as_u64().unwrap()
+}
+
+/// Runs `weir args` and kills it with SIGKILL once `dir` holds `n` complete checkpoints (the
+/// event a test acts on). A run
 /// that ends before fails the test with its stderr (a Kafka job without a broker says to start
 /// one).
 fn kill_after_checkpoints(args: &[&str], dir: &Path, n: usize) {
@@ -87,15 +96,7 @@ fn kill_after_checkpoints(args: &[&str], dir: &Path, n: usize) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ready = || {
-        let complete = complete_checkpoints(dir);
-        let parts = dir.join("output");
-        complete.len() >= n
-            && (!parts.exists()
-                || parts
-                    .join(format!("part-{:09}", complete.last().unwrap()))
-                    .exists())
-    };
+    let ready = || complete_checkpoints(dir).len() >= n;
     let deadline = Instant::now() + COMMAND_LIMIT;
     while !ready() {
         if child.try_wait().unwrap().is_some() {
@@ -141,8 +142,8 @@ impl Killed {
         )
     }
 
-    fn part(&self, epoch: u64) -> PathBuf {
-        self.dir.join("output").join(format!("part-{epoch:09}"))
+    fn results(&self) -> PathBuf {
+        self.dir.join("output").join("results")
     }
 
     /// Runs the same command again (plus `extra`).
@@ -164,70 +165,87 @@ impl Killed {
 
 #[derive(Debug, Clone, Copy)]
 enum Damage {
-    /// One byte in the middle of the file changed.
+    /// One byte changed, halfway between `from` and `to`.
     Flip,
-    /// The last 7 bytes cut off.
+    /// Everything from 7 bytes before `to` on cut off.
     Cut,
 }
 
-fn damage(path: &Path, how: Damage) {
-    let mut bytes = fs::read(path).unwrap();
-    assert!(bytes.len() > 16, "{path:?} holds no rows to damage");
+/// Damages `path` within its bytes `from..to`.
+fn damage(path: &Path, how: Damage, from: u64, to: u64) {
+    assert!(
+        to > from + 16,
+        "{path:?}: {from}..{to} holds no rows to damage"
+    );
     match how {
         Damage::Flip => {
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0x01;
-            fs::write(path, &bytes).unwrap();
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .unwrap();
+            let at = (from + to) / 2;
+            let mut b = [0u8; 1];
+            f.seek(SeekFrom::Start(at)).unwrap();
+            std::io::Read::read_exact(&mut f, &mut b).unwrap();
+            b[0] ^= 0x01;
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&b).unwrap();
         }
         Damage::Cut => {
             let f = OpenOptions::new().write(true).open(path).unwrap();
-            f.set_len(bytes.len() as u64 - 7).unwrap();
+            f.set_len(to - 7).unwrap();
         }
     }
 }
 
-/// The part only the newest checkpoint relies on is damaged: that checkpoint is skipped,
-/// naming the part, and the run resumes from the one before, which rewrites the part.
+/// The results only the newest checkpoint commits are damaged: that checkpoint is skipped,
+/// naming the results file, and the run resumes from the one before, which writes them again.
 #[test]
-fn a_damaged_newest_part_falls_back_to_the_previous_checkpoint() {
+fn damaged_results_of_the_newest_checkpoint_fall_back_to_the_previous_one() {
     for (how, seed) in [(Damage::Flip, "21"), (Damage::Cut, "22")] {
         let k = Killed::new(seed);
         let complete = complete_checkpoints(&k.dir);
         let newest = *complete.last().unwrap();
         let previous = complete[complete.len() - 2];
-        damage(&k.part(newest), how);
+        let (from, to) = (
+            committed_len(&k.dir, previous),
+            committed_len(&k.dir, newest),
+        );
+        damage(&k.results(), how, from, to);
 
         let (res, err) = k.resume(&[]);
         assert!(res.status.success(), "{how:?}: {err}");
-        let name = format!("part-{newest:09}");
         assert!(
             err.contains("skipped checkpoint")
-                && err.contains(&name)
+                && err.contains("output/results")
                 && err.contains(&format!("resuming from checkpoint {previous} ")),
-            "{how:?}: the fallback must name {name} and resume from {previous}:\n{err}"
+            "{how:?}: the fallback must name the results file and resume from {previous}:\n{err}"
         );
-        k.check_output(&format!("{how:?} of {name}, after the fallback"));
+        k.check_output(&format!(
+            "{how:?} of checkpoint {newest}'s results, after the fallback"
+        ));
     }
 }
 
-/// Part 1 is damaged: every checkpoint relies on it, so none can be restored. The run refuses,
-/// names the part with what it expected and found, says that `--fresh` starts over, and leaves
-/// the folder as it was; `--fresh` then gives the right output.
+/// The results every checkpoint commits are damaged: none can be restored. The run refuses,
+/// names the results file with what it expected and found, says that `--fresh` starts over,
+/// and leaves the folder as it was; `--fresh` then gives the right output.
 #[test]
-fn a_damaged_part_every_checkpoint_relies_on_is_refused_and_fresh_starts_over() {
+fn results_every_checkpoint_commits_damaged_are_refused_and_fresh_starts_over() {
     for (how, seed, found) in [
         (Damage::Flip, "23", "checksum"),
         (Damage::Cut, "24", "bytes"),
     ] {
         let k = Killed::new(seed);
         let before = complete_checkpoints(&k.dir);
-        damage(&k.part(1), how);
+        damage(&k.results(), how, 0, committed_len(&k.dir, before[0]));
 
         let (res, err) = k.resume(&[]);
         assert_eq!(res.status.code(), Some(1), "{how:?}: {err}");
         assert!(
-            err.contains("part-000000001") && err.contains(found),
-            "{how:?}: the refusal must name the part and what was found:\n{err}"
+            err.contains("output/results") && err.contains(found),
+            "{how:?}: the refusal must name the results file and what was found:\n{err}"
         );
         assert!(
             err.contains("--fresh starts over"),
@@ -242,15 +260,16 @@ fn a_damaged_part_every_checkpoint_relies_on_is_refused_and_fresh_starts_over() 
 
         let (res, err) = k.resume(&["--fresh"]);
         assert!(res.status.success(), "{how:?} --fresh: {err}");
-        k.check_output(&format!("{how:?} of part 1, then --fresh"));
+        k.check_output(&format!("{how:?} of the first results, then --fresh"));
     }
 }
 
-/// A run that completed left its final checkpoint; the output is lost and the last part is
-/// damaged. The run again falls back to the checkpoint before the final one instead of
-/// assembling the damaged part into the output.
+/// A run that completed left its final checkpoint and published its results as the output
+/// (a rename: the checkpoints keep no second copy). Run again, it says the output is in place;
+/// once the output is damaged, it names it and refuses rather than pass it off as the run's,
+/// and `--fresh` writes it again.
 #[test]
-fn a_part_damaged_after_the_final_checkpoint_is_not_assembled() {
+fn an_output_damaged_after_the_run_completed_is_named() {
     let tmp = tempdir();
     let log = tmp.path().join("access.log");
     gen_log(&log, "25");
@@ -263,24 +282,34 @@ fn a_part_damaged_after_the_final_checkpoint_is_not_assembled() {
     run_ok(&replay_args(l, o, d));
     let complete = complete_checkpoints(&dir);
     assert!(complete.len() >= 2, "{complete:?}");
-    let last = *complete.last().unwrap();
-    fs::remove_file(&out).unwrap();
-    damage(
-        &dir.join("output").join(format!("part-{last:09}")),
-        Damage::Flip,
-    );
-
+    assert!(!dir.join("output").join("results").exists(), "renamed");
     let res = run_ok(&replay_args(l, o, d));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
-        err.contains(&format!("part-{last:09}")),
-        "the damaged part must be named:\n{err}"
+        err.contains("is final") && err.contains("in place"),
+        "{err}"
     );
+
+    let len = fs::metadata(&out).unwrap().len();
+    damage(&out, Damage::Flip, 0, len);
+    let res = output(
+        weir().args(replay_args(l, o, d)),
+        "the run after the damage",
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("out.csv") && err.contains("checksum") && err.contains("--fresh"),
+        "the damaged output must be named:\n{err}"
+    );
+    let mut fresh = replay_args(l, o, d);
+    fresh.push("--fresh");
+    run_ok(&fresh);
     let (expected, _) = reference(&fs::read(&log).unwrap(), 5_000, 0);
     assert_counts_eq(
         &parse_csv(&fs::read(&out).unwrap(), 5_000),
         &expected,
-        "after a damaged final part",
+        "after --fresh",
     );
 }
 

@@ -44,8 +44,8 @@ pub enum Error {
         /// What it is instead.
         kind: crate::paths::FileKind,
     },
-    /// An output part whose length or XXH3-64 is not what its checkpoint recorded: it was
-    /// damaged after it was written, and the output is not assembled from it.
+    /// Committed results whose length or XXH3-64 is not what their checkpoint recorded: they
+    /// were damaged after they were written, and the output is not made from them.
     #[error("{}: damaged: {}; the output was not written", path.display(), part_damage(*expected, *found))]
     DamagedPart {
         /// The part.

@@ -7,6 +7,7 @@
 //!   in chunks of whole lines.
 //! * [`sink`]: result writers (the seed's print format, CSV, JSON lines, Arrow IPC).
 //! * [`output`]: output files written under a temporary name and renamed into place on success.
+//! * [`results_file`]: exactly-once file output, written in place and committed by checkpoints.
 //! * [`paths`]: which paths are the same file, so that no output overwrites the input.
 //! * [`sigbus`]: a mapped input truncated under weir ends the run with a message naming it.
 //! * [`kafka`]: Kafka topics in and out: partition readers, the transactional producer, the
@@ -20,8 +21,8 @@ pub mod gen;
 pub mod kafka;
 pub mod output;
 pub mod parse;
-pub mod parts;
 pub mod paths;
+pub mod results_file;
 pub mod sigbus;
 pub mod sink;
 pub mod source;

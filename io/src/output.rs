@@ -28,9 +28,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::parts::sync_dir;
 use crate::paths::{where_created, FileKind};
 use crate::sigbus::RemoveOnFatal;
+
+/// fsyncs a folder, so that renames and creations in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
 
 /// An output file being written; see the module doc.
 #[derive(Debug)]

@@ -4,26 +4,25 @@
 //! What a replay checkpoint holds, on top of the worker state files:
 //!
 //! - `sources` in the manifest: the file position ([`super::SourcePosition`]);
-//! - `sink` in the manifest: `{"final": bool, "output": {...}}`, the output part of the epoch, and
-//!   whether this is the end of the input (a final checkpoint has no state: the run is complete
-//!   and only the output may still have to be assembled);
-//! - `external` in the manifest: every output part the checkpoint relies on, `output/part-N` for
-//!   N = 1..=epoch, with its length and XXH3-64, so that a damaged part makes the checkpoint
-//!   fail to verify like a damaged state file, naming the part.
+//! - `sink` in the manifest: the sink's record, and `"final": bool`, whether this is the end of
+//!   the input (a final checkpoint has no state: the run is complete). A file output records
+//!   `"results": {"len": N, "xxh3": X}`, how much of the results file ([`RESULTS`], see
+//!   [`weir_io::results_file`]) the checkpoint commits and the checksum of those bytes; a
+//!   results file damaged within them makes the checkpoint fail to verify like a damaged state
+//!   file, naming the file ([`super::results_intact`]).
 //!
 //! A checkpoint that cannot be used is refused with a sentence saying how to start over, which
 //! the caller words (`--fresh` for a file output, another topic for Kafka).
 
-use weir_engine::checkpoint::{
-    self, CheckpointDir, CheckpointError, FileDigest, JobIdentity, SkipReason,
-};
+use weir_engine::checkpoint::{self, CheckpointDir, CheckpointError, JobIdentity, SkipReason};
 use weir_engine::WorkerSnapshot;
-use weir_io::parts::{parse_part_name, part_name, PartDigest};
+use weir_io::results_file;
 
 use crate::error::{Error, Result};
 
-/// The folder of the output parts in the checkpoint root.
-pub const PARTS_DIR: &str = "output";
+/// The results file in the checkpoint root: the output being written, committed by the
+/// checkpoints up to the length each records.
+pub const RESULTS: &str = "output/results";
 
 /// A checkpoint loaded and verified.
 pub struct Restored {
@@ -52,41 +51,24 @@ impl Restored {
         self.inner.states().map(|s| &s[..]).collect()
     }
 
-    /// The output parts it relies on (verified when it was restored): parts 1..=n in order.
-    pub fn parts(&self) -> Result<Vec<PartDigest>> {
-        let manifest = self.inner.path.join(checkpoint::manifest::MANIFEST);
-        let mut parts = Vec::new();
-        for e in &self.inner.manifest.external {
-            let epoch = e
-                .name
-                .strip_prefix(PARTS_DIR)
-                .and_then(|n| n.strip_prefix('/'))
-                .and_then(parse_part_name);
-            if let Some(epoch) = epoch {
-                parts.push(PartDigest {
-                    epoch,
-                    len: e.len,
-                    xxh3: e.xxh3,
-                });
-            }
-        }
-        let contiguous = parts
-            .iter()
-            .enumerate()
-            .all(|(i, p)| p.epoch == i as u64 + 1);
-        if !contiguous || parts.len() as u64 != self.epoch {
-            return Err(CheckpointError::BadManifest {
-                path: manifest,
-                reason: format!(
-                    "lists output parts {:?}, not 1..={}",
-                    parts.iter().map(|p| p.epoch).collect::<Vec<_>>(),
-                    self.epoch
-                ),
-            }
-            .into());
-        }
-        Ok(parts)
+    /// The results it commits (checked against the results file when it was restored).
+    pub fn results(&self) -> Result<results_file::Committed> {
+        results_of(&self.inner).map_err(Into::into)
     }
+}
+
+/// The results a checkpoint of a file output commits.
+pub fn results_of(
+    r: &checkpoint::Restored,
+) -> std::result::Result<results_file::Committed, CheckpointError> {
+    r.manifest
+        .sink
+        .get("results")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| CheckpointError::BadManifest {
+            path: r.path.join(checkpoint::manifest::MANIFEST),
+            reason: "records no committed results (written by an older weir?)".into(),
+        })
 }
 
 /// The result of looking for a checkpoint to restore.
@@ -175,11 +157,17 @@ impl CheckpointStore {
         })
     }
 
-    /// The newest checkpoint of `job` whose manifest and files verify, and what was skipped.
-    /// A checkpoint of another job, or of an input that changed since, is refused: an error
-    /// naming what differs, followed by `start_over`.
-    pub fn latest_valid(&self, job: &JobIdentity, start_over: &str) -> Result<Found> {
-        let recovery = match self.dir.latest_valid(job) {
+    /// The newest checkpoint of `job` whose manifest and files verify and that `accept` takes
+    /// (the sink's check of what it committed), and what was skipped. A checkpoint of another
+    /// job, or of an input that changed since, is refused: an error naming what differs,
+    /// followed by `start_over`.
+    pub fn latest_valid(
+        &self,
+        job: &JobIdentity,
+        start_over: &str,
+        accept: impl FnMut(&checkpoint::Restored) -> std::result::Result<(), CheckpointError>,
+    ) -> Result<Found> {
+        let recovery = match self.dir.latest_valid_where(job, accept) {
             Ok(r) => r,
             Err(
                 e @ (CheckpointError::DifferentJob { .. } | CheckpointError::InputChanged { .. }),
@@ -230,18 +218,16 @@ impl CheckpointStore {
         self.dir.folder(epoch)
     }
 
-    /// Writes and commits checkpoint `epoch`, relying on the output parts `parts` (each one
-    /// durable under its final name in [`PARTS_DIR`]).
-    #[allow(clippy::too_many_arguments)]
+    /// Writes and commits checkpoint `epoch` with the sink's record `sink` (`"final"` is set in
+    /// it: whether this checkpoint marks the end of the input).
     pub fn commit(
         &mut self,
         epoch: u64,
         job: &JobIdentity,
         snapshots: &[WorkerSnapshot],
         sources: serde_json::Value,
-        output: serde_json::Value,
+        mut sink: serde_json::Value,
         is_final: bool,
-        parts: &[PartDigest],
     ) -> Result<Committed> {
         let mut pending = self.dir.begin(epoch)?;
         let mut bytes = 0;
@@ -250,17 +236,7 @@ impl CheckpointStore {
                 pending.write_state(s.worker, s.encoded_len() as u64, |buf| s.encode(buf))?;
             bytes += digest.len;
         }
-        for p in parts {
-            let name = format!("{PARTS_DIR}/{}", part_name(p.epoch));
-            pending.rely_on(
-                &name,
-                FileDigest {
-                    len: p.len,
-                    xxh3: p.xxh3,
-                },
-            )?;
-        }
-        let sink = serde_json::json!({ "final": is_final, "output": output });
+        sink["final"] = serde_json::Value::Bool(is_final);
         let done = pending.commit(job, sources, sink)?;
         Ok(Committed {
             bytes,

@@ -213,6 +213,17 @@ impl<S: Storage> CheckpointDir<S> {
     /// [`CheckpointError::DifferentJob`], and one whose input file changed since with
     /// [`CheckpointError::InputChanged`], rather than skipped.
     pub fn latest_valid(&self, current: &JobIdentity) -> Result<Recovery> {
+        self.latest_valid_where(current, |_| Ok(()))
+    }
+
+    /// Like [`CheckpointDir::latest_valid`], with a check of the caller's on top: a checkpoint
+    /// whose files verify but that `accept` rejects (e.g. the output it committed was damaged
+    /// since) is skipped as damaged, and older ones are tried.
+    pub fn latest_valid_where(
+        &self,
+        current: &JobIdentity,
+        mut accept: impl FnMut(&Restored) -> Result<()>,
+    ) -> Result<Recovery> {
         let mut skipped = Vec::new();
         for epoch in self.epochs()?.into_iter().rev() {
             let path = self.folder(epoch);
@@ -249,7 +260,10 @@ impl<S: Storage> CheckpointDir<S> {
                     changes,
                 });
             }
-            match self.verify(epoch, &path, manifest) {
+            match self
+                .verify(epoch, &path, manifest)
+                .and_then(|r| accept(&r).map(|()| r))
+            {
                 Ok(restored) => {
                     return Ok(Recovery {
                         restored: Some(restored),
