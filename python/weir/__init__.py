@@ -118,16 +118,20 @@ def _aggs(aggs: Union[Agg, Iterable[Agg]]) -> List[Tuple[str, Optional[str], Opt
             spec = tuple(a)
         else:
             raise ValueError(f"an aggregate is 'count' or (function, column[, name]), got {a!r}")
-        if not 1 <= len(spec) <= 3 or not all(isinstance(s, str) for s in spec):
+        if not 1 <= len(spec) <= 3 or not all(s is None or isinstance(s, str) for s in spec):
             raise ValueError(f"an aggregate is 'count' or (function, column[, name]), got {a!r}")
         func = spec[0]
         if func not in _AGG_FUNCTIONS:
             raise ValueError(f"unknown aggregate {func!r} (count, sum, min, max, mean)")
         column = spec[1] if len(spec) > 1 else None
         name = spec[2] if len(spec) > 2 else None
-        if func == "count" and column is not None and name is None and len(spec) == 2:
-            # ("count", "n") would be ambiguous; count takes no column.
-            raise ValueError("count counts rows and takes no column: use 'count' or ('count', None, 'name')")
+        if func == "count" and column is not None:
+            raise ValueError(
+                f"count counts rows and takes no column (got {column!r}): use 'count' or "
+                "('count', None, 'name')"
+            )
+        if func != "count" and column is None:
+            raise ValueError(f"{func} needs a column: ({func!r}, 'column')")
         out.append((func, column, name))
     if not out:
         raise ValueError("aggs needs at least one aggregate")
