@@ -144,6 +144,8 @@ struct Running {
     job: RunningJob,
     input: Input,
     time: TimeColumn,
+    /// The schema of the first push, before the event time's conversion.
+    input_schema: SchemaRef,
     results: mpsc::Receiver<RecordBatch>,
     output_schema: SchemaRef,
 }
@@ -170,6 +172,27 @@ impl NativeJob {
             .lock()
             .map_err(|_| Error::Usage("the job's lock was poisoned by an earlier panic".into()))
     }
+}
+
+/// The plan error for a push whose schema is not the first push's, naming the column.
+fn schema_change(first: &SchemaRef, now: &SchemaRef) -> EngineError {
+    for f in first.fields() {
+        match now.field_with_name(f.name()) {
+            Ok(g) if g.data_type() == f.data_type() => {}
+            Ok(g) => return EngineError::Plan(format!(
+                "column `{}` of a pushed batch is {}, the job expects {} (the first push's type)",
+                f.name(),
+                g.data_type(),
+                f.data_type()
+            )),
+            Err(_) => {
+                return EngineError::Plan(format!("a pushed batch has no column `{}`", f.name()))
+            }
+        }
+    }
+    EngineError::Plan(
+        "a pushed batch's columns differ from the first push's (order or extra columns)".into(),
+    )
 }
 
 fn drain(rx: &mpsc::Receiver<RecordBatch>) -> Vec<RecordBatch> {
@@ -235,6 +258,7 @@ impl NativeJob {
                     job,
                     input,
                     time,
+                    input_schema: Arc::clone(&schema),
                     results: rx,
                     output_schema,
                 }));
@@ -242,13 +266,13 @@ impl NativeJob {
             let JobState::Running(run) = &mut *state else {
                 unreachable!("started above")
             };
+            if schema.fields() != run.input_schema.fields() {
+                return Err(schema_change(&run.input_schema, &schema).into());
+            }
             let mut batches = Vec::new();
             for b in reader {
                 batches.clear();
                 let b = b?;
-                if b.schema().fields() != schema.fields() {
-                    return Err(Error::Usage("a stream changed schema mid-way".into()));
-                }
                 run.time.convert(b, &mut batches)?;
                 for b in batches.drain(..) {
                     if let Err(e) = run.input.push(b) {

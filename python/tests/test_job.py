@@ -115,3 +115,17 @@ def test_job_errors():
     with pytest.raises(ValueError, match="window"):
         weir.Job(time="ts", keys="skey", window="soon")
     assert weir.Job(time="ts", keys="skey").stats is None
+
+
+def test_a_later_push_with_another_schema_is_refused_naming_the_column():
+    t = gen_table(5, 200, unit="us")  # the event time is converted: the column must line up
+    job = weir.Job(time="ts", keys="skey")
+    job.push(t)
+    with pytest.raises(weir.PlanError, match="a pushed batch has no column `ikey`"):
+        job.push(t.drop_columns(["ikey"]))
+    with pytest.raises(weir.PlanError, match="column `ival` of a pushed batch is Float64"):
+        job.push(t.set_column(3, "ival", t.column("ival").cast(pa.float64())))
+    # The job is still usable after a refused push.
+    job.push(t)
+    assert sum(b.num_rows for b in list(job.results()) + job.finish()) > 0
+    assert job.stats["rows_in"] == 2 * t.num_rows
