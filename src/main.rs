@@ -21,13 +21,11 @@ use weir::io::parse::LogFormat;
 use weir::io::sink::OutputFormat;
 use weir::kafka_run::source::Source;
 use weir::kafka_run::{self, KafkaRunConfig};
-use weir::replay::{
-    describe_malformed, replay, InputFormat, JobOptions, ParseConfig, ReplayConfig, RunSummary,
-};
+use weir::replay::{describe_malformed, replay, JobOptions, ParseConfig, ReplayConfig, RunSummary};
 use weir::serve::{serve, ServeConfig};
 use weir::stop::Stop;
 use weir::units::{parse_date, parse_duration, parse_utc_offset, thousands};
-use weir::verify::{verify, VerifyArgs};
+use weir::verify::{verify, VerifyConfig};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -374,7 +372,7 @@ fn main() -> ExitCode {
         Command::Gen(a) => run_gen(a),
         Command::Run(a) => run_kafka(a),
         Command::Produce(a) => run_produce(a),
-        Command::Verify(a) => match verify(&a) {
+        Command::Verify(a) => match verify(&a.config()) {
             Ok(report) => {
                 print!("{report}");
                 return ExitCode::from(u8::from(!report.is_clean()));
@@ -843,4 +841,90 @@ fn human_bytes(b: u64) -> String {
 /// The cores this process may use.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A log format as the command line names it: one of [`LogFormat`], or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum InputFormat {
+    /// Detect it from the first lines.
+    Auto,
+    /// NGINX/Apache combined.
+    Combined,
+    /// The Common Log Format.
+    Common,
+    /// The seed's `HH:MM:SS client`.
+    Simple,
+}
+
+impl InputFormat {
+    /// The format, or `None` to detect it from the first lines.
+    fn log_format(self) -> Option<LogFormat> {
+        match self {
+            InputFormat::Auto => None,
+            InputFormat::Combined => Some(LogFormat::Combined),
+            InputFormat::Common => Some(LogFormat::Common),
+            InputFormat::Simple => Some(LogFormat::Simple),
+        }
+    }
+}
+
+/// Check a pipeline's committed output against its input (exit status 0: clean, 1: not, 2:
+/// could not check).
+///
+/// Recomputes the per-client counts of every window from the input, independently of the
+/// engine, and reports missing, duplicated, wrong and unexpected output rows.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "\
+Examples:
+  weir replay access.log --output-format csv -o counts.csv
+  weir verify --input access.log --output counts.csv
+  weir verify --input access.log.gz --output counts.jsonl --window 1m --format combined
+  weir verify --input kafka://127.0.0.1:9092/access-log --output kafka://127.0.0.1:9092/counts
+
+Every well-formed input line is counted (no lateness); malformed lines are skipped and counted.
+The output is a CSV (window_start,window_end,client,count) or JSON-lines file written by
+`weir replay --output-format csv|jsonl`, or a Kafka topic written by a weir job (read
+read_committed from the beginning to the end offsets at the start of the check).")]
+struct VerifyArgs {
+    /// The input: an access-log file (`.gz` is decompressed, `-` is stdin) or
+    /// kafka://HOST:PORT/TOPIC (every partition, from the beginning to its end offset now; each
+    /// message is one line).
+    #[arg(long)]
+    input: String,
+    /// The output to check: a results file written by `weir replay --output-format csv|jsonl`
+    /// (told apart by its extension .csv/.jsonl/.json, or a first byte `{`) or
+    /// kafka://HOST:PORT/TOPIC.
+    #[arg(long)]
+    output: String,
+    /// The job's tumbling window size (500ms, 5s, 1m, …).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    window: Duration,
+    /// Log format of the input; `auto` detects it from the first lines.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: InputFormat,
+    /// Date of the `simple` format's HH:MM:SS times (YYYY-MM-DD, UTC); default today.
+    #[arg(long, value_parser = parse_date)]
+    date: Option<i32>,
+    /// The job's group (its progress on Kafka); default: the one the job derives from --input
+    /// and --output.
+    #[arg(long, value_name = "ID")]
+    group: Option<String>,
+    /// Examples of each kind of difference to show.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    examples: usize,
+}
+
+impl VerifyArgs {
+    /// The library's plain config.
+    fn config(self) -> VerifyConfig {
+        VerifyConfig {
+            input: self.input,
+            output: self.output,
+            window: self.window,
+            format: self.format.log_format(),
+            date: self.date,
+            group: self.group,
+            examples: self.examples,
+        }
+    }
 }

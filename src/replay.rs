@@ -39,31 +39,6 @@ use crate::error::{opening, Error, Result};
 use crate::stop::Stop;
 use crate::units::thousands;
 
-/// A log format as the command line names it: one of [`LogFormat`], or `auto`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum InputFormat {
-    /// Detect it from the first lines.
-    Auto,
-    /// NGINX/Apache combined.
-    Combined,
-    /// The Common Log Format.
-    Common,
-    /// The seed's `HH:MM:SS client`.
-    Simple,
-}
-
-impl InputFormat {
-    /// The format, or `None` to detect it from the first lines.
-    pub fn log_format(self) -> Option<LogFormat> {
-        match self {
-            InputFormat::Auto => None,
-            InputFormat::Combined => Some(LogFormat::Combined),
-            InputFormat::Common => Some(LogFormat::Common),
-            InputFormat::Simple => Some(LogFormat::Simple),
-        }
-    }
-}
-
 /// How log lines are read.
 #[derive(Debug, Clone)]
 pub struct ParseConfig {
