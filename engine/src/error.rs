@@ -1,9 +1,11 @@
 //! The engine's one error type.
 //!
 //! Variants are named after who has to act: [`EngineError::Plan`] is the caller's mistake (a
-//! missing column, a wrong type) and is returned before any data flows; [`EngineError::Execution`]
-//! and [`EngineError::WorkerPanicked`] happen while a job runs; [`EngineError::Sink`] comes from
-//! the code that consumes results; [`EngineError::Internal`] is a bug in weir.
+//! missing column, a wrong type) and is returned before any data flows;
+//! [`EngineError::Checkpoint`] is a checkpoint that cannot be restored into the job (damaged,
+//! tampered with, or taken by another job); [`EngineError::Execution`] and
+//! [`EngineError::WorkerPanicked`] happen while a job runs; [`EngineError::Sink`] comes from the
+//! code that consumes results; [`EngineError::Internal`] is a bug in weir.
 
 use arrow_schema::ArrowError;
 
@@ -17,6 +19,17 @@ pub enum EngineError {
     /// The job does not fit the data: the message names the column and what is wrong with it.
     #[error("plan error: {0}")]
     Plan(String),
+    /// A checkpoint cannot be restored into this job: a worker's state does not decode
+    /// (truncated, damaged, tampered with, or written for other keys or aggregates), or the
+    /// checkpoint does not fit the job (another parallelism). The checkpoint is at fault, not
+    /// the input: restore another one, start fresh, or start the job it was taken with.
+    #[error("checkpoint {what}: {why}")]
+    Checkpoint {
+        /// The part of the checkpoint at fault, e.g. `state of worker 3`.
+        what: String,
+        /// What is wrong with it, and what to do when there is something to do.
+        why: String,
+    },
     /// A job could not continue.
     #[error("execution error: {0}")]
     Execution(String),

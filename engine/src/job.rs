@@ -6,8 +6,10 @@
 //!    …                                                                   └─▶ worker P ─┘   (ordered)     or channel
 //! ```
 //!
+//! A [`JobSpec`] (module `spec`) is bound to a schema and started here: its `start` methods
+//! build the queues, spawn the workers and the collector, and hand back a [`RunningJob`].
 //! An [`Input`] is owned by one pushing thread; a job has as many as it was built with
-//! ([`JobBuilder::inputs`]), each with its own watermark. Pushing partitions the batch on the
+//! ([`JobBuilder::inputs`](crate::JobBuilder::inputs)), each with its own watermark. Pushing partitions the batch on the
 //! caller's thread and blocks while the workers' queues are full, so the producer runs exactly as
 //! fast as the job can take.
 
@@ -20,230 +22,19 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use crossbeam_channel::Receiver;
 
-use crate::aggregate::AggregateExpr;
 use crate::error::{EngineError, Result};
 use crate::message::{Barrier, Message};
 use crate::partition::Partitioner;
 use crate::plan::Plan;
 use crate::queue::{self, Producer};
 use crate::sink::{collect, CollectorReport, ResultSink, SinkError};
-use crate::snapshot::{self, WorkerSnapshot};
+use crate::spec::JobSpec;
+use crate::state::RestoredWorker;
 use crate::stats::JobStats;
 use crate::watermark::{InputWatermark, WatermarkStrategy};
-use crate::window::TumblingWindows;
 use crate::worker::{Worker, WorkerReport};
 
-/// The most workers a job may have. Each worker is a pinned thread with a queue from every
-/// input: beyond a few per core they only add memory (thousands of queues) and context switches.
-pub const MAX_PARALLELISM: usize = 256;
-/// The most inputs (pushing threads, source splits) a job may have, for the same reason.
-pub const MAX_INPUTS: usize = 1024;
-
-/// Entry point: `Job::builder()`.
-#[derive(Debug)]
-pub struct Job;
-
-impl Job {
-    /// A builder with the defaults: parallelism 1, one input, 5 s tumbling windows, ascending
-    /// watermarks, ordered results.
-    pub fn builder() -> JobBuilder {
-        JobBuilder::default()
-    }
-}
-
-/// Builds a [`JobSpec`].
-#[derive(Debug, Clone)]
-pub struct JobBuilder {
-    spec: JobSpec,
-    window: Duration,
-}
-
-impl Default for JobBuilder {
-    fn default() -> Self {
-        Self {
-            spec: JobSpec {
-                parallelism: 1,
-                inputs: 1,
-                event_time: "ts".into(),
-                keys: Vec::new(),
-                windows: TumblingWindows::new(Duration::from_secs(5)),
-                aggregates: Vec::new(),
-                watermark: WatermarkStrategy::Ascending,
-                idle_timeout: None,
-                queue_capacity: queue::DEFAULT_CAPACITY,
-                results_capacity: 64,
-                pin_workers: true,
-                ordered: true,
-                late_output: false,
-                snapshots: None,
-            },
-            window: Duration::from_secs(5),
-        }
-    }
-}
-
-impl JobBuilder {
-    /// Number of partition workers (threads), at least 1.
-    pub fn parallelism(mut self, n: usize) -> Self {
-        self.spec.parallelism = n;
-        self
-    }
-
-    /// Number of inputs (pushing threads, source splits), each with its own watermark.
-    pub fn inputs(mut self, n: usize) -> Self {
-        self.spec.inputs = n;
-        self
-    }
-
-    /// The event-time column: `Timestamp(Millisecond, _)`, no nulls.
-    pub fn event_time(mut self, column: &str) -> Self {
-        self.spec.event_time = column.into();
-        self
-    }
-
-    /// The key columns (any Arrow types that can be compared; one or more).
-    pub fn key_by<I, S>(mut self, columns: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.spec.keys = columns.into_iter().map(|c| c.as_ref().to_owned()).collect();
-        self
-    }
-
-    /// Tumbling windows of `size`, aligned to the epoch.
-    pub fn tumbling(mut self, size: Duration) -> Self {
-        self.window = size;
-        self
-    }
-
-    /// The aggregates to compute per window and key.
-    pub fn aggregate(mut self, aggs: impl IntoIterator<Item = AggregateExpr>) -> Self {
-        self.spec.aggregates = aggs.into_iter().collect();
-        self
-    }
-
-    /// How inputs derive watermarks.
-    pub fn watermark(mut self, strategy: WatermarkStrategy) -> Self {
-        self.spec.watermark = strategy;
-        self
-    }
-
-    /// Shorthand for [`WatermarkStrategy::BoundedOutOfOrderness`].
-    pub fn max_out_of_orderness(self, bound: Duration) -> Self {
-        self.watermark(WatermarkStrategy::bounded(bound))
-    }
-
-    /// An input that sends nothing for this long stops holding the watermark back while other
-    /// inputs advance (for unbounded sources; off by default).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.spec.idle_timeout = Some(timeout);
-        self
-    }
-
-    /// Capacity, in batches, of each queue between inputs, workers and the collector.
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.spec.queue_capacity = n.max(1);
-        self
-    }
-
-    /// Capacity, in batches, of the results channel of [`JobSpec::start`].
-    pub fn results_capacity(mut self, n: usize) -> Self {
-        self.spec.results_capacity = n.max(1);
-        self
-    }
-
-    /// Whether to pin workers to cores (when there are at least as many cores as workers).
-    pub fn pin_workers(mut self, pin: bool) -> Self {
-        self.spec.pin_workers = pin;
-        self
-    }
-
-    /// Whether results are delivered oldest window first (default) or as soon as they fire.
-    pub fn ordered(mut self, ordered: bool) -> Self {
-        self.spec.ordered = ordered;
-        self
-    }
-
-    /// Sends late rows to a side output ([`RunningJob::late_records`]).
-    pub fn late_output(mut self, on: bool) -> Self {
-        self.spec.late_output = on;
-        self
-    }
-
-    /// Sends every worker's [`WorkerSnapshot`] here at each aligned checkpoint barrier (see
-    /// [`Input::barrier`]). Without it barriers still align and reach the sink, but no state is
-    /// saved. The receiver must keep up: a worker waits while this channel is full.
-    pub fn snapshots(mut self, tx: crossbeam_channel::Sender<WorkerSnapshot>) -> Self {
-        self.spec.snapshots = Some(tx);
-        self
-    }
-
-    /// Checks what can be checked without a schema and returns the spec.
-    pub fn build(mut self) -> Result<JobSpec> {
-        self.spec.windows = TumblingWindows::try_new(self.window).ok_or_else(|| {
-            EngineError::Plan(format!(
-                "window size {:?} is out of range (1 ms and up)",
-                self.window
-            ))
-        })?;
-        let s = &self.spec;
-        if s.parallelism == 0 || s.parallelism > MAX_PARALLELISM {
-            return Err(EngineError::Plan(format!(
-                "parallelism {} is out of range: 1 to {MAX_PARALLELISM} workers",
-                s.parallelism
-            )));
-        }
-        if s.inputs == 0 || s.inputs > MAX_INPUTS {
-            return Err(EngineError::Plan(format!(
-                "{} inputs are out of range: a job has 1 to {MAX_INPUTS}",
-                s.inputs
-            )));
-        }
-        if s.keys.is_empty() {
-            return Err(EngineError::Plan(
-                "key_by needs at least one key column".into(),
-            ));
-        }
-        if s.aggregates.is_empty() {
-            return Err(EngineError::Plan(
-                "a job needs at least one aggregate".into(),
-            ));
-        }
-        Ok(self.spec)
-    }
-}
-
-/// A job description, not yet bound to a schema. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct JobSpec {
-    pub(crate) parallelism: usize,
-    pub(crate) inputs: usize,
-    pub(crate) event_time: String,
-    pub(crate) keys: Vec<String>,
-    pub(crate) windows: TumblingWindows,
-    pub(crate) aggregates: Vec<AggregateExpr>,
-    pub(crate) watermark: WatermarkStrategy,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) queue_capacity: usize,
-    pub(crate) results_capacity: usize,
-    pub(crate) pin_workers: bool,
-    pub(crate) ordered: bool,
-    pub(crate) late_output: bool,
-    pub(crate) snapshots: Option<crossbeam_channel::Sender<WorkerSnapshot>>,
-}
-
 impl JobSpec {
-    /// The number of partition workers.
-    pub fn parallelism(&self) -> usize {
-        self.parallelism
-    }
-
-    /// The window assigner.
-    pub fn windows(&self) -> TumblingWindows {
-        self.windows
-    }
-
     /// The schema of the result batches for input batches of `input` schema, or the plan error
     /// naming the column at fault.
     pub fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
@@ -286,19 +77,21 @@ impl JobSpec {
         states: &[&[u8]],
     ) -> Result<RunningJob> {
         if states.len() != self.parallelism {
-            return Err(EngineError::Plan(format!(
-                "the checkpoint has state for {} workers, the job has parallelism {}; restart \
-                 with --parallelism {} (re-splitting state is not supported)",
-                states.len(),
-                self.parallelism,
-                states.len()
-            )));
+            return Err(EngineError::Checkpoint {
+                what: format!("state for {} workers", states.len()),
+                why: format!(
+                    "the job has parallelism {}; restart with --parallelism {} (re-splitting \
+                     state is not supported)",
+                    self.parallelism,
+                    states.len()
+                ),
+            });
         }
         let plan = Plan::new(self, schema.clone())?;
         let restored = states
             .iter()
             .enumerate()
-            .map(|(i, s)| snapshot::decode(&plan, i, s))
+            .map(|(i, s)| RestoredWorker::decode(&plan, i, s))
             .collect::<Result<Vec<_>>>()?;
         self.launch(schema, sink, Some(restored))
     }
@@ -307,7 +100,7 @@ impl JobSpec {
         &self,
         schema: SchemaRef,
         mut sink: Box<dyn ResultSink>,
-        restored: Option<Vec<snapshot::RestoredWorker>>,
+        restored: Option<Vec<RestoredWorker>>,
     ) -> Result<RunningJob> {
         let mut restored = restored.map(|r| r.into_iter());
         let plan = Arc::new(Plan::new(self, schema)?);

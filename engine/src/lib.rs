@@ -17,17 +17,35 @@
 
 #![warn(missing_docs)]
 
+// Modules bottom up: each imports only modules on lines above it (most also `error`).
+// `checkpoint` stands apart: it stores bytes and imports nothing else of the crate.
+//
+//   error  window  message  stats  align  pages     leaves
+//   hash → error;  watermark → window;  queue → message
+//   aggregate → pages, hash
+//   snapshot → aggregate, pages                     what a worker hands out at a barrier
+//   spec → aggregate, snapshot, watermark, window, queue
+//   plan → spec, aggregate, hash, window            a spec bound to a schema
+//   state → plan, snapshot, aggregate, hash, pages
+//   partition → plan, spec, hash
+//   worker → state, plan, snapshot, align, queue, message, watermark
+//   sink → align, queue, message
+//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats
+
 pub mod aggregate;
+mod align;
 pub mod checkpoint;
 mod error;
 mod hash;
 mod job;
 mod message;
+mod pages;
 mod partition;
 mod plan;
 pub mod queue;
 mod sink;
 pub mod snapshot;
+mod spec;
 mod state;
 mod stats;
 pub mod watermark;
@@ -39,13 +57,12 @@ pub use aggregate::{
 };
 pub use error::{EngineError, Result};
 pub use hash::{hash_bytes, hash_u64, partition_of};
-pub use job::{
-    aggregate, Input, Job, JobBuilder, JobSpec, RunningJob, MAX_INPUTS, MAX_PARALLELISM,
-};
+pub use job::{aggregate, Input, RunningJob};
 pub use message::{Barrier, Message};
 pub use partition::Partitioner;
 pub use sink::{ResultSink, SinkError};
 pub use snapshot::WorkerSnapshot;
+pub use spec::{Job, JobBuilder, JobSpec, MAX_INPUTS, MAX_PARALLELISM};
 pub use stats::JobStats;
 pub use watermark::WatermarkStrategy;
 pub use window::TumblingWindows;

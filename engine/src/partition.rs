@@ -13,8 +13,8 @@ use arrow_select::take::take_record_batch;
 
 use crate::error::Result;
 use crate::hash::partition_of;
-use crate::job::JobSpec;
 use crate::plan::Plan;
+use crate::spec::JobSpec;
 
 /// Splits batches by key hash; holds scratch buffers reused from batch to batch.
 #[derive(Debug)]

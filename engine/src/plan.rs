@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::aggregate::{AggregateExpr, GroupsAccumulator};
 use crate::error::{EngineError, Result};
 use crate::hash::KeyKind;
-use crate::job::JobSpec;
+use crate::spec::JobSpec;
 use crate::window::TumblingWindows;
 
 /// A job bound to an input schema.

@@ -14,6 +14,7 @@ use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
 use crossbeam_channel::Select;
 
+use crate::align::BarrierAligner;
 use crate::error::{EngineError, Result};
 use crate::message::{Barrier, Message};
 use crate::queue::Consumer;
@@ -116,13 +117,12 @@ pub(crate) fn collect(
         report: CollectorReport::default(),
     };
     let mut wms = vec![i64::MIN; n];
-    let mut ended = vec![false; n];
     // A worker that has delivered barrier n is not read again until every worker has: what it
     // sends after the barrier belongs to the next checkpoint (alignment, as in the workers).
-    let mut held: Vec<Option<u64>> = vec![None; n];
-    while !ended.iter().all(|&e| e) {
+    let mut aligner = BarrierAligner::new(n);
+    while !aligner.all_ended() {
         let mut sel = Select::new();
-        let open: Vec<usize> = (0..n).filter(|&i| !ended[i] && held[i].is_none()).collect();
+        let open: Vec<usize> = aligner.open().collect();
         for &i in &open {
             sel.recv(outputs[i].receiver());
         }
@@ -147,23 +147,17 @@ pub(crate) fn collect(
                 wms[w] = wm;
                 c.release(*wms.iter().min().expect("at least one worker"))?;
             }
-            Ok(Message::Barrier(Barrier { epoch })) => held[w] = Some(epoch),
+            Ok(Message::Barrier(Barrier { epoch })) => aligner.hold(w, epoch),
             // Only inputs say these; a worker never forwards them.
             Ok(Message::Idle | Message::Active) => {}
             Ok(Message::End) => {
-                ended[w] = true;
+                aligner.end(w);
                 wms[w] = i64::MAX;
                 c.release(*wms.iter().min().expect("at least one worker"))?;
             }
             Err(_) => return Err(EngineError::WorkerStopped { worker: w }),
         }
-        let aligned = held.iter().flatten().next().copied().filter(|&epoch| {
-            held.iter()
-                .zip(&ended)
-                .all(|(h, &e)| e || *h == Some(epoch))
-        });
-        if let Some(epoch) = aligned {
-            held.iter_mut().for_each(|h| *h = None);
+        if let Some(epoch) = aligner.release() {
             c.release(i64::MAX)?;
             c.report.checkpoints += 1;
             c.sink.checkpoint(epoch).map_err(EngineError::Sink)?;

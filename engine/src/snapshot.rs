@@ -1,22 +1,28 @@
-//! What a worker hands over at an aligned checkpoint barrier, and how it comes back.
+//! What a worker hands over at an aligned checkpoint barrier, and the bytes it becomes.
 //!
 //! At barrier *n*, once every input has delivered it, a worker freezes its window state
 //! ([`WorkerSnapshot`]: page pointers only, so the pause does not grow with the state) and sends
 //! it on the job's snapshot channel before forwarding the barrier. Whoever receives it (weir's
 //! checkpoint writer) encodes it off the worker thread, into a memory-mapped file for instance,
 //! with [`WorkerSnapshot::encode`]. [`JobSpec::start_restored`](crate::JobSpec::start_restored)
-//! starts a job from those bytes.
+//! starts a job from those bytes (the decoding side is `state`: `WindowStore::restore`).
 //!
 //! ```text
-//! payload:  i64 worker watermark | u64 windows | per window: i64 start, keys, aggregates
+//!   WorkerSnapshot { epoch, worker, watermark, pause }
+//!   └─ FrozenStore
+//!        └─ FrozenWindow × open windows, oldest first
+//!             ├─ FrozenKeys               the window's keys, in group order
+//!             └─ [FrozenState; aggregates]  each accumulator's frozen vectors
 //! ```
+//!
+//! Everything here shares its pages with the worker's live state (`crate::pages`) and is
+//! `Send`, so the encoding runs on another thread while the worker goes on. The payload format,
+//! byte by byte, is in `engine/CHECKPOINTS.md` ("State payload").
 
 use std::time::Duration;
 
-use crate::error::{EngineError, Result};
-use crate::plan::Plan;
-use crate::state::encode::Out;
-use crate::state::{FrozenStore, WindowStore};
+use crate::aggregate::FrozenState;
+use crate::pages::{ByteArena, Out, PagedVec};
 
 /// The frozen state of one worker at one checkpoint barrier.
 pub struct WorkerSnapshot {
@@ -58,23 +64,73 @@ impl WorkerSnapshot {
     }
 }
 
-/// A worker's state decoded from a snapshot payload.
-pub(crate) struct RestoredWorker {
-    pub watermark: i64,
-    pub store: WindowStore,
+/// Every open window of one worker, frozen at a checkpoint barrier.
+pub(crate) struct FrozenStore {
+    pub(crate) windows: Vec<FrozenWindow>,
 }
 
-/// Decodes a payload written by [`WorkerSnapshot::encode`] for `plan`.
-pub(crate) fn decode(plan: &Plan, worker: usize, payload: &[u8]) -> Result<RestoredWorker> {
-    let bad =
-        |why: String| EngineError::Execution(format!("checkpoint state of worker {worker}: {why}"));
-    if payload.len() < 8 {
-        return Err(bad("shorter than its header".into()));
+/// One window of a [`FrozenStore`].
+pub(crate) struct FrozenWindow {
+    pub(crate) start: i64,
+    pub(crate) keys: FrozenKeys,
+    pub(crate) accs: Vec<Box<dyn FrozenState>>,
+}
+
+impl FrozenStore {
+    /// Exact bytes [`FrozenStore::encode`] writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        8 + self
+            .windows
+            .iter()
+            .map(|FrozenWindow { keys: k, accs, .. }| {
+                8 + k.encoded_len() + 8 + accs.iter().map(|a| 8 + a.encoded_len()).sum::<usize>()
+            })
+            .sum::<usize>()
     }
-    let (wm, rest) = payload.split_at(8);
-    let store = WindowStore::restore(plan, rest).map_err(|e| bad(e.to_string()))?;
-    Ok(RestoredWorker {
-        watermark: i64::from_le_bytes(wm.try_into().expect("8 bytes")),
-        store,
-    })
+
+    /// Writes the windows (CHECKPOINTS.md, "State payload").
+    pub(crate) fn encode(&self, out: &mut Out<'_>) {
+        out.u64(self.windows.len() as u64);
+        for FrozenWindow { start, keys, accs } in &self.windows {
+            out.bytes(&start.to_le_bytes());
+            keys.encode(out);
+            out.u64(accs.len() as u64);
+            for a in accs {
+                out.u64(a.encoded_len() as u64);
+                a.encode(out);
+            }
+        }
+    }
+}
+
+/// The keys of a window frozen at a checkpoint barrier, with the group id of the null key.
+pub(crate) enum FrozenKeys {
+    /// Integer keys as their 64-bit patterns, in group order.
+    Int(PagedVec<u64>, Option<u32>),
+    /// Byte-string keys (one string or binary column, or arrow-row encoded rows), in group order.
+    Bytes(ByteArena, Option<u32>),
+}
+
+impl FrozenKeys {
+    /// Exact bytes [`FrozenKeys::encode`] writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        5 + match self {
+            FrozenKeys::Int(v, _) => v.encoded_len(),
+            FrozenKeys::Bytes(a, _) => a.encoded_len(),
+        }
+    }
+
+    /// Writes the keys (CHECKPOINTS.md, "Keys").
+    pub(crate) fn encode(&self, out: &mut Out<'_>) {
+        let (tag, null) = match self {
+            FrozenKeys::Int(_, n) => (0u8, n),
+            FrozenKeys::Bytes(_, n) => (1u8, n),
+        };
+        out.bytes(&[tag]);
+        out.bytes(&null.unwrap_or(u32::MAX).to_le_bytes());
+        match self {
+            FrozenKeys::Int(v, _) => v.encode(out),
+            FrozenKeys::Bytes(a, _) => a.encode(out),
+        }
+    }
 }

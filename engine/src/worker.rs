@@ -11,8 +11,8 @@
 //!
 //! The worker reads its inputs with `crossbeam::Select`, so a quiet input costs nothing. A
 //! barrier from one input holds that input (it is left out of the select) until the same barrier
-//! has come from every other live input: that is barrier alignment, and it makes the state at
-//! the barrier exactly the fold of everything before it on every input.
+//! has come from every other live input ([`BarrierAligner`]): that is barrier alignment, and it
+//! makes the state at the barrier exactly the fold of everything before it on every input.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,12 +22,13 @@ use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_select::take::take_record_batch;
 use crossbeam_channel::{RecvTimeoutError, Select, Sender};
 
+use crate::align::BarrierAligner;
 use crate::error::{EngineError, Result};
 use crate::message::{Barrier, Message};
 use crate::plan::Plan;
 use crate::queue::{Consumer, Producer};
-use crate::snapshot::{RestoredWorker, WorkerSnapshot};
-use crate::state::WindowStore;
+use crate::snapshot::WorkerSnapshot;
+use crate::state::{RestoredWorker, WindowStore};
 use crate::watermark::CombinedWatermark;
 
 /// What a worker did, returned when it ends.
@@ -114,13 +115,12 @@ impl Worker {
             // A restored worker's inputs resume where the checkpoint left them.
             wm.update(i, watermark);
         }
-        let mut ended = vec![false; n];
-        let mut held: Vec<Option<u64>> = vec![None; n];
+        let mut aligner = BarrierAligner::new(n);
         let mut open: Vec<usize> = Vec::with_capacity(n);
 
-        while !ended.iter().all(|&e| e) {
+        while !aligner.all_ended() {
             open.clear();
-            open.extend((0..n).filter(|&i| !ended[i] && held[i].is_none()));
+            open.extend(aligner.open());
             let received = receive(&inputs, &open, idle_timeout);
             let now = Instant::now();
             let Some((i, msg)) = received else {
@@ -134,11 +134,11 @@ impl Worker {
             match msg {
                 Some(Message::Data(batch)) => run.process(&batch, wm.of(i))?,
                 Some(Message::Watermark(w)) => wm.update(i, w),
-                Some(Message::Barrier(Barrier { epoch })) => held[i] = Some(epoch),
+                Some(Message::Barrier(Barrier { epoch })) => aligner.hold(i, epoch),
                 Some(Message::Idle) => wm.idle(i),
                 Some(Message::Active) => {}
                 Some(Message::End) => {
-                    ended[i] = true;
+                    aligner.end(i);
                     wm.end(i);
                 }
                 None => {
@@ -149,7 +149,9 @@ impl Worker {
                 }
             }
             run.advance(wm.current(now))?;
-            run.align(&mut held, &ended)?;
+            if let Some(epoch) = aligner.release() {
+                run.checkpoint(epoch)?;
+            }
         }
         run.advance(i64::MAX)?;
         run.send(Message::End)?;
@@ -213,22 +215,12 @@ impl Running {
         self.send(Message::Watermark(wm))
     }
 
-    /// Forwards a barrier once every live input has delivered it.
-    fn align(&mut self, held: &mut [Option<u64>], ended: &[bool]) -> Result<()> {
-        let Some(epoch) = held.iter().flatten().next().copied() else {
-            return Ok(());
-        };
-        let aligned = held.iter().zip(ended).all(|(h, &e)| e || *h == Some(epoch));
-        if !aligned {
-            return Ok(());
-        }
-        held.iter_mut().for_each(|h| *h = None);
+    /// At aligned barrier `epoch` (every live input has delivered it): sends the snapshot, if
+    /// the job takes them, and forwards the barrier.
+    fn checkpoint(&mut self, epoch: u64) -> Result<()> {
         if let Some(tx) = &self.snapshots {
             let started = Instant::now();
-            let state = self
-                .store
-                .snapshot()
-                .map_err(|e| EngineError::Plan(e.to_string()))?;
+            let state = self.store.snapshot()?;
             let pause = started.elapsed();
             let r = &mut self.report;
             r.snapshots += 1;

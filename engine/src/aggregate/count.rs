@@ -6,8 +6,7 @@ use arrow_array::{ArrayRef, UInt64Array};
 use arrow_schema::DataType;
 
 use super::{AggregateFunction, FrozenState, GroupsAccumulator};
-use crate::state::encode::{DecodeError, Reader};
-use crate::state::paged::PagedVec;
+use crate::pages::{DecodeError, PagedVec, Reader};
 
 /// Counts rows per group.
 #[derive(Debug, Clone, Copy, Default)]

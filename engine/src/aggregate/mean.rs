@@ -9,8 +9,7 @@ use arrow_schema::DataType;
 
 use super::numeric::{dispatch_numeric, is_numeric, nulls_from_seen, visit, Widen};
 use super::{decode_pair, AggregateFunction, FrozenState, GroupsAccumulator};
-use crate::state::encode::DecodeError;
-use crate::state::paged::PagedVec;
+use crate::pages::{DecodeError, PagedVec};
 
 /// The mean of a numeric column per group.
 #[derive(Debug, Clone, Copy, Default)]

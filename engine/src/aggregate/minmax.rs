@@ -11,8 +11,7 @@ use arrow_schema::DataType;
 
 use super::numeric::{dispatch_numeric, is_numeric, nulls_from_seen, visit};
 use super::{decode_pair, AggregateFunction, FrozenState, GroupsAccumulator};
-use crate::state::encode::{DecodeError, Fixed};
-use crate::state::paged::PagedVec;
+use crate::pages::{DecodeError, Fixed, PagedVec};
 
 /// The smallest value per group.
 #[derive(Debug, Clone, Copy, Default)]

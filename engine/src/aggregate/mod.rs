@@ -24,8 +24,7 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 use arrow_schema::DataType;
 
-use crate::state::encode::{DecodeError, Fixed, Out, Reader};
-use crate::state::paged::PagedVec;
+use crate::pages::{DecodeError, Fixed, Out, PagedVec, Reader};
 
 pub use count::Count;
 pub use mean::Mean;

@@ -10,8 +10,7 @@ use arrow_schema::DataType;
 
 use super::numeric::{is_numeric, nulls_from_seen, visit, Widen};
 use super::{decode_pair, AggregateFunction, FrozenState, GroupsAccumulator};
-use crate::state::encode::{DecodeError, Fixed};
-use crate::state::paged::PagedVec;
+use crate::pages::{DecodeError, Fixed, PagedVec};
 
 /// Sums a numeric column per group.
 #[derive(Debug, Clone, Copy, Default)]

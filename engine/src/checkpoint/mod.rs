@@ -1,7 +1,8 @@
 //! Barrier checkpoints on disk: the storage layer (DESIGN.md §3; format in `CHECKPOINTS.md`).
 //!
 //! The engine freezes each worker's window state at barrier *n*; a background thread hands the
-//! frozen state to this layer as opaque bytes written by a callback. This layer writes each piece
+//! frozen state to this layer as bytes written by a callback, opaque here (their format is
+//! `CHECKPOINTS.md`, "State payload"). This layer writes each piece
 //! into its own checksummed file, and commits the checkpoint by writing a manifest last. A
 //! checkpoint without a valid manifest does not exist.
 //!

@@ -23,11 +23,10 @@ use arrow_buffer::{ArrowNativeType, Buffer, NullBuffer, OffsetBuffer, ScalarBuff
 use arrow_row::RowConverter;
 use hashbrown::HashTable;
 
-use super::arena::ByteArena;
-use super::encode::{DecodeError, Out, Reader};
-use super::paged::PagedVec;
 use crate::error::Result;
 use crate::hash::{dispatch_bytes, dispatch_int, hash_bytes, hash_u64, IntKey, KeyKind};
+use crate::pages::{ByteArena, DecodeError, PagedVec, Reader};
+use crate::snapshot::FrozenKeys;
 
 /// The distinct keys of one window and their group ids.
 pub(crate) enum KeyInterner {
@@ -183,37 +182,6 @@ impl KeyInterner {
     }
 }
 
-/// The keys of a window frozen at a checkpoint barrier.
-pub(crate) enum FrozenKeys {
-    Int(PagedVec<u64>, Option<u32>),
-    Bytes(ByteArena, Option<u32>),
-}
-
-impl FrozenKeys {
-    /// Exact bytes [`FrozenKeys::encode`] writes.
-    pub(crate) fn encoded_len(&self) -> usize {
-        5 + match self {
-            FrozenKeys::Int(v, _) => v.encoded_len(),
-            FrozenKeys::Bytes(a, _) => a.encoded_len(),
-        }
-    }
-
-    /// `u8` kind (0 integer, 1 bytes) | `u32` null group (`u32::MAX`: none) | the keys.
-    pub(crate) fn encode(&self, out: &mut Out<'_>) {
-        let (tag, null) = match self {
-            FrozenKeys::Int(_, n) => (0u8, n),
-            FrozenKeys::Bytes(_, n) => (1u8, n),
-        };
-        out.bytes(&[tag]);
-        out.bytes(&null.unwrap_or(u32::MAX).to_le_bytes());
-        match self {
-            FrozenKeys::Int(v, _) => v.encode(out),
-            FrozenKeys::Bytes(a, _) => a.encode(out),
-        }
-    }
-}
-
-/// Calls `f(row)` for the selected rows.
 #[inline(always)]
 /// Sorts `(hash, group)` pairs by hash, ties by `tie` on the groups. Hashes are uniform, so one
 /// counting pass over their top bits (about one bucket per entry) leaves the pairs nearly
@@ -265,6 +233,7 @@ fn in_order(order: Option<&[u32]>, n: usize) -> impl Iterator<Item = u32> + '_ {
     sorted.iter().copied().chain(plain)
 }
 
+/// Calls `f(row)` for the selected rows (`rows`, or every row of `0..len`).
 fn for_rows(len: usize, rows: Option<&[u32]>, mut f: impl FnMut(usize)) {
     match rows {
         None => (0..len).for_each(&mut f),

@@ -11,11 +11,13 @@
 //! A window's state is created by its first row and dropped when it fires: the whole window goes
 //! out as one `RecordBatch` (`window_start`, `window_end`, keys, aggregates) built in bulk from
 //! the interner and the accumulators. Nothing here is shared between workers.
+//!
+//! At a checkpoint barrier [`WindowStore::snapshot`] freezes the store into the types of
+//! [`crate::snapshot`] (sharing pages, see [`crate::pages`]), which encode it; a restored job
+//! decodes that payload back here ([`RestoredWorker::decode`]). The payload format is in
+//! `engine/CHECKPOINTS.md` ("State payload").
 
-pub(crate) mod arena;
-pub(crate) mod encode;
 pub(crate) mod keys;
-pub(crate) mod paged;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,11 +25,12 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow_select::take::take;
 
-use crate::aggregate::{FrozenState, GroupsAccumulator};
-use crate::error::Result;
+use crate::aggregate::GroupsAccumulator;
+use crate::error::{EngineError, Result};
+use crate::pages::{DecodeError, Reader};
 use crate::plan::Plan;
-use encode::{DecodeError, Out, Reader};
-use keys::{FrozenKeys, KeyInterner};
+use crate::snapshot::{FrozenStore, FrozenWindow};
+use keys::KeyInterner;
 
 /// The state of one window.
 pub(crate) struct WindowState {
@@ -132,8 +135,8 @@ impl WindowStore {
     }
 
     /// A frozen copy of every open window for a checkpoint: O(windows + pages), no element is
-    /// copied. Fails if an aggregate cannot be checkpointed.
-    pub(crate) fn snapshot(&self) -> Result<FrozenStore, DecodeError> {
+    /// copied. Fails if an aggregate cannot be checkpointed (a plan error: the job's fault).
+    pub(crate) fn snapshot(&self) -> Result<FrozenStore> {
         let mut windows = Vec::with_capacity(self.windows.len());
         for (&start, w) in &self.windows {
             let accs = w
@@ -141,7 +144,9 @@ impl WindowStore {
                 .iter()
                 .map(|a| {
                     a.snapshot().ok_or_else(|| {
-                        DecodeError("an aggregate of this job does not support checkpoints".into())
+                        EngineError::Plan(
+                            "an aggregate of this job does not support checkpoints".into(),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -182,44 +187,29 @@ impl WindowStore {
     }
 }
 
-/// Every open window of one worker, frozen at a checkpoint barrier; `Send`, so a background
-/// thread can encode it while the worker goes on.
-pub(crate) struct FrozenStore {
-    windows: Vec<FrozenWindow>,
+/// A worker's state decoded from a snapshot payload.
+pub(crate) struct RestoredWorker {
+    pub watermark: i64,
+    pub store: WindowStore,
 }
 
-/// One window of a [`FrozenStore`].
-struct FrozenWindow {
-    start: i64,
-    keys: FrozenKeys,
-    accs: Vec<Box<dyn FrozenState>>,
-}
-
-impl FrozenStore {
-    /// Exact bytes [`FrozenStore::encode`] writes.
-    pub(crate) fn encoded_len(&self) -> usize {
-        8 + self
-            .windows
-            .iter()
-            .map(|FrozenWindow { keys: k, accs, .. }| {
-                8 + k.encoded_len() + 8 + accs.iter().map(|a| 8 + a.encoded_len()).sum::<usize>()
-            })
-            .sum::<usize>()
-    }
-
-    /// `u64` windows | per window: `i64` start, keys, `u64` aggregates, per aggregate `u64`
-    /// length and its state.
-    pub(crate) fn encode(&self, out: &mut Out<'_>) {
-        out.u64(self.windows.len() as u64);
-        for FrozenWindow { start, keys, accs } in &self.windows {
-            out.bytes(&start.to_le_bytes());
-            keys.encode(out);
-            out.u64(accs.len() as u64);
-            for a in accs {
-                out.u64(a.encoded_len() as u64);
-                a.encode(out);
-            }
+impl RestoredWorker {
+    /// Decodes a payload written by [`WorkerSnapshot::encode`](crate::WorkerSnapshot::encode)
+    /// for worker `worker` of `plan`: `i64` watermark, then the [`FrozenStore`].
+    pub(crate) fn decode(plan: &Plan, worker: usize, payload: &[u8]) -> Result<Self> {
+        let bad = |why: String| EngineError::Checkpoint {
+            what: format!("state of worker {worker}"),
+            why,
+        };
+        if payload.len() < 8 {
+            return Err(bad("shorter than its header".into()));
         }
+        let (wm, rest) = payload.split_at(8);
+        let store = WindowStore::restore(plan, rest).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            watermark: i64::from_le_bytes(wm.try_into().expect("8 bytes")),
+            store,
+        })
     }
 }
 
@@ -233,7 +223,8 @@ mod tests {
 
     use super::*;
     use crate::aggregate::{count, max, mean, min, sum};
-    use crate::job::Job;
+    use crate::pages::Out;
+    use crate::spec::Job;
 
     fn batch(schema: &arrow_schema::SchemaRef, seed: i64, n: i64) -> RecordBatch {
         let ts: Vec<i64> = (0..n).map(|i| (seed * 7 + i * 13) % 20_000).collect();
@@ -337,5 +328,72 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The example of CHECKPOINTS.md, "State payload", byte for byte.
+    #[test]
+    fn the_payload_is_the_documented_one() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("k", DataType::Utf8, true),
+        ]));
+        let spec = Job::builder()
+            .key_by(["k"])
+            .tumbling(Duration::from_secs(5))
+            .aggregate([count()])
+            .build()
+            .unwrap();
+        let plan = Plan::new(&spec, Arc::clone(&schema)).unwrap();
+        let b = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    10_000, 11_000, 12_000, 13_000,
+                ])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("a"),
+                    None,
+                    Some("a"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let mut store = WindowStore::default();
+        fold(&mut store, &plan, &b);
+        let snapshot = crate::WorkerSnapshot {
+            epoch: 1,
+            worker: 0,
+            watermark: 10_000,
+            pause: Duration::ZERO,
+            state: store.snapshot().unwrap(),
+        };
+        let mut bytes = vec![0u8; snapshot.encoded_len()];
+        snapshot.encode(&mut bytes);
+        let doc = "
+            10 27 00 00 00 00 00 00   01 00 00 00 00 00 00 00   10 27 00 00 00 00 00 00
+            01   01 00 00 00   02 00 00 00 00 00 00 00   01 00 00 00 00 00 00 00   61
+            01 00 00 00 00 00 00 00   18 00 00 00 00 00 00 00   02 00 00 00 00 00 00 00
+            03 00 00 00 00 00 00 00   01 00 00 00 00 00 00 00";
+        let expected: Vec<u8> = doc
+            .split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        assert_eq!(bytes, expected);
+        let restored = RestoredWorker::decode(&plan, 0, &bytes).unwrap();
+        assert_eq!(restored.watermark, 10_000);
+        assert_eq!(restored.store.len(), 1);
+        let err = RestoredWorker::decode(&plan, 3, &bytes[..20])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("checkpoint state of worker 3: corrupt state payload: "),
+            "{err}"
+        );
     }
 }

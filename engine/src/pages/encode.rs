@@ -3,12 +3,8 @@
 //! Everything is little-endian and length-prefixed, so a reader never trusts a length it has not
 //! checked against the bytes it has: a truncated or inconsistent payload is a [`DecodeError`],
 //! never a panic. (Whole-file integrity is the checkpoint file's checksum; this layer only has to
-//! refuse what does not parse.)
-//!
-//! ```text
-//! paged vector:  u64 len | len × element (fixed width, little-endian)
-//! byte arena:    u64 count | count × u32 len | concatenated bytes
-//! ```
+//! refuse what does not parse.) The encodings of [`PagedVec`] and [`ByteArena`] are in
+//! `engine/CHECKPOINTS.md`, "State payload".
 
 use super::arena::ByteArena;
 use super::paged::PagedVec;
