@@ -41,9 +41,11 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use crossbeam_channel::{never, Receiver, Sender};
+
+use crate::coordinator::{BarrierSource, Coordinator, SinkEvent, TwoPhaseSink};
 use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::{CheckpointError, FileDigest};
-use weir_engine::{ResultSink, SinkError, WorkerSnapshot};
+use weir_engine::{ResultSink, SinkError};
 use weir_io::results_file::{Committed, ResultsFile};
 use weir_io::sink::{continue_writer, BatchWriter, OutputFormat};
 use weir_io::source::MappedFile;
@@ -53,7 +55,6 @@ use crate::replay::{
     check_paths, job_builder, job_outputs, parse_options, pick_format, FileRun, ReplayConfig,
     RunSummary, Started,
 };
-use crate::stop::Stop;
 use store::{results_of, CheckpointStore, RESULTS};
 use weir_engine::checkpoint::{InputFile, JobIdentity};
 
@@ -162,20 +163,14 @@ pub(crate) fn open_rewindable(path: &Path) -> Result<MappedFile> {
     })
 }
 
-/// What the sink hands the coordinator: the results file's mark at a checkpoint's barrier, or
-/// at the end of the input.
-#[derive(Debug, Clone, Copy)]
-enum Sealed {
-    Epoch(u64, Committed),
-    End(Committed),
-}
-
-/// The sink of a checkpointed run: results appended to the results file, marked at each
-/// checkpoint's barrier.
+/// The sink of a checkpointed run, on the result thread: results appended to the results file,
+/// marked where each checkpoint's barrier and the end of the input pass.
 struct ResultsSink {
     writer: Box<dyn BatchWriter>,
     results: ResultsFile,
-    sealed: Sender<Sealed>,
+    /// The open epoch.
+    epoch: u64,
+    events: Sender<SinkEvent<Committed>>,
 }
 
 impl ResultSink for ResultsSink {
@@ -183,13 +178,121 @@ impl ResultSink for ResultsSink {
         Ok(self.writer.write(&batch)?)
     }
     fn checkpoint(&mut self, epoch: u64) -> Result<(), SinkError> {
-        let _ = self.sealed.send(Sealed::Epoch(epoch, self.results.mark()));
+        let _ = self
+            .events
+            .send(SinkEvent::Ready(epoch, self.results.mark()));
+        self.epoch = epoch + 1;
         Ok(())
     }
     fn finish(&mut self) -> Result<(), SinkError> {
         self.writer.finish()?;
-        let _ = self.sealed.send(Sealed::End(self.results.mark()));
+        let _ = self
+            .events
+            .send(SinkEvent::Finished(self.epoch, self.results.mark()));
         Ok(())
+    }
+}
+
+/// The coordinator's half of the exactly-once file output: an epoch is prepared by making the
+/// results up to its mark durable, and the manifest records the mark; the final epoch's commit
+/// publishes the results as the output.
+struct FileCommitter {
+    results: ResultsFile,
+    output: PathBuf,
+    events: Receiver<SinkEvent<Committed>>,
+    prepared: Committed,
+}
+
+impl TwoPhaseSink for FileCommitter {
+    type Mark = Committed;
+
+    fn events(&self) -> Receiver<SinkEvent<Committed>> {
+        self.events.clone()
+    }
+
+    fn prepare(&mut self, _epoch: u64, mark: Committed) -> Result<serde_json::Value> {
+        // fdatasync: what the epoch appended (and whatever of the next one is already written;
+        // recovery cuts that off).
+        self.results.sync()?;
+        self.prepared = mark;
+        Ok(serde_json::json!({ "results": mark }))
+    }
+
+    fn commit(
+        &mut self,
+        _epoch: u64,
+        _manifest: &str,
+        _positions: &serde_json::Value,
+        finished: bool,
+        _last: bool,
+    ) -> Result<()> {
+        // The manifest is the commit; at the end the results become the output.
+        if finished {
+            ResultsFile::publish(self.results.path(), self.prepared, &self.output)?;
+        }
+        Ok(())
+    }
+}
+
+/// The barrier side of a checkpointed file replay: barriers at chunk boundaries, handed out by
+/// the file splitter's claims; a barrier's position is the chunk it was placed before.
+struct FileBarriers<'a, 'f> {
+    run: &'a FileRun<'f>,
+    /// The last barrier requested and its chunk.
+    at: Option<(u64, usize)>,
+}
+
+impl FileBarriers<'_, '_> {
+    fn position(&self, chunk: usize, max_ts: i64) -> serde_json::Value {
+        let (lines, rows, malformed) = self.run.counts_before(chunk);
+        serde_json::to_value(SourcePosition {
+            chunk,
+            chunk_bytes: self.run.chunk_bytes,
+            offset: self.run.chunk_start(chunk) as u64,
+            max_ts,
+            lines,
+            rows,
+            malformed,
+        })
+        .expect("serialisable")
+    }
+}
+
+impl BarrierSource for FileBarriers<'_, '_> {
+    type Report = ();
+
+    fn reports(&self) -> Receiver<()> {
+        never()
+    }
+
+    fn report(&mut self, _: ()) {}
+
+    fn request(&mut self, epoch: u64, last: bool) {
+        let chunk = if last {
+            self.run.claims.request_last(epoch)
+        } else {
+            self.run.claims.request(epoch)
+        };
+        self.at = Some((epoch, chunk));
+    }
+
+    fn positions(&self, epoch: u64) -> Option<serde_json::Value> {
+        // Known once the barrier passed every worker, which the coordinator waits for.
+        let (e, chunk) = self.at.filter(|(e, _)| *e == epoch)?;
+        debug_assert_eq!(e, epoch);
+        Some(self.position(chunk, self.run.max_ts_before(chunk)))
+    }
+
+    fn final_positions(&self) -> Option<serde_json::Value> {
+        Some(self.position(self.run.chunks, i64::MAX))
+    }
+
+    fn failed(&self) -> bool {
+        self.run.failed()
+    }
+
+    fn missing(&self, _epoch: u64) -> String {
+        "positions known".into()
     }
 }
 
@@ -343,7 +446,7 @@ pub fn replay_checkpointed(
     }
 
     let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
-    let (sealed_tx, sealed_rx) = crossbeam_channel::unbounded();
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let spec = job_builder(&cfg.job, run.threads)
         .snapshots(snap_tx)
         .build()?;
@@ -360,7 +463,8 @@ pub fn replay_checkpointed(
     let sink = Box::new(ResultsSink {
         writer,
         results: results.clone(),
-        sealed: sealed_tx,
+        epoch: committed + 1,
+        events: events_tx,
     });
     let job = match &restored {
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
@@ -370,27 +474,42 @@ pub fn replay_checkpointed(
     let mut started = Started::attach(job, &cfg.job, schema)?;
     let inputs = started.job.take_inputs();
 
-    let p = cfg.job.parallelism;
-    let (parsed, coordinated) = std::thread::scope(|s| {
-        // Disconnects when the parser threads are done: the coordinator's "end of input".
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-        let coordinator = s.spawn(|| {
-            Coordinator {
-                run: &run,
-                store: &mut store,
-                results: &results,
-                ck,
-                id: &id,
-                workers: p,
-                snapshots: &snap_rx,
-                sealed: &sealed_rx,
-                stop: cfg.stop.as_ref(),
-                end: None,
+    let mut committer = FileCommitter {
+        results,
+        output,
+        events: events_rx,
+        prepared: results_at,
+    };
+    let dropping = |epoch: u64, last: u64| {
+        format!(
+            "the last checkpoint ({epoch}) was not completed: running the same command again \
+             resumes from {}",
+            if last == 0 {
+                "the start".to_string()
+            } else {
+                format!("checkpoint {last}")
             }
-            .run(committed, done_rx)
+        )
+    };
+    let (parsed, coordinated) = std::thread::scope(|s| {
+        let coordinator = s.spawn(|| {
+            let mut barriers = FileBarriers {
+                run: &run,
+                at: None,
+            };
+            Coordinator {
+                store: &mut store,
+                id: &id,
+                interval: ck.interval,
+                keep: ck.keep,
+                workers: cfg.job.parallelism,
+                snapshots: &snap_rx,
+                stop: cfg.stop.as_ref(),
+                dropping: &dropping,
+            }
+            .run(&mut barriers, &mut committer, committed)
         });
         let parsed = run.parse(inputs);
-        drop(done_tx);
         (
             parsed,
             coordinator.join().expect("checkpoint coordinator panicked"),
@@ -398,67 +517,28 @@ pub fn replay_checkpointed(
     });
     let joined = started.join();
     let (parse_stats, job_stats) = run.settle(parsed, joined)?;
-    let (last, mut cstats, end) = coordinated?;
-    cstats.resumed_from = stats.resumed_from;
+    let done = coordinated?;
     let totals = run.counts_before(run.chunks);
-    let summary = |cstats| {
-        let mut parse = parse_stats;
-        (parse.lines, parse.rows, parse.malformed) = totals;
-        Ok((
-            RunSummary {
-                format,
-                parse,
-                job: job_stats,
-                elapsed: started_at.elapsed(),
-                input_bytes: Some(data.len() as u64),
-            },
-            cstats,
-        ))
+    let mut parse = parse_stats;
+    (parse.lines, parse.rows, parse.malformed) = totals;
+    let cstats = CheckpointStats {
+        committed: done.committed,
+        mean: done.mean,
+        max: done.max,
+        bytes: done.bytes,
+        resumed_from: stats.resumed_from,
+        stopped_at: done.stopped_at,
     };
-    if cstats.stopped_at.is_some() {
-        // Stopped at checkpoint `last`: what came after it is not committed, and the output is
-        // written by the run that completes.
-        return summary(cstats);
-    }
-
-    // The final epoch: everything after the last committed checkpoint, up to the end the sink
-    // marked once the job ended.
-    let end = end.or_else(|| {
-        sealed_rx.try_iter().find_map(|s| match s {
-            Sealed::End(c) => Some(c),
-            Sealed::Epoch(..) => None,
-        })
-    });
-    let Some(done) = end else {
-        return Err(Error::Engine(weir_engine::EngineError::Internal(
-            "the results file's end was not marked".into(),
-        )));
-    };
-    let manifest_sources = serde_json::to_value(SourcePosition {
-        chunk: run.chunks,
-        chunk_bytes: run.chunk_bytes,
-        offset: data.len() as u64,
-        max_ts: i64::MAX,
-        lines: totals.0,
-        rows: totals.1,
-        malformed: totals.2,
-    })
-    .expect("serialisable");
-    results.sync()?;
-    drop(results);
-    let final_epoch = last + 1;
-    store.commit(
-        final_epoch,
-        &id,
-        &[],
-        manifest_sources,
-        serde_json::json!({ "results": done }),
-        true,
-    )?;
-    ResultsFile::publish(&results_path, done, &output)?;
-    store.retain(ck.keep)?;
-    cstats.committed += 1;
-    summary(cstats)
+    Ok((
+        RunSummary {
+            format,
+            parse,
+            job: job_stats,
+            elapsed: started_at.elapsed(),
+            input_bytes: Some(data.len() as u64),
+        },
+        cstats,
+    ))
 }
 
 fn final_summary(
@@ -480,162 +560,5 @@ fn final_summary(
         job: Default::default(),
         elapsed: started_at.elapsed(),
         input_bytes: Some(pos.offset),
-    }
-}
-
-/// The checkpoint coordinator of a checkpointed replay: one checkpoint per interval while the
-/// parsers run; on a stop request, one more at once, after which the parsers stop. It waits
-/// only on events (the timer, the pieces of a checkpoint, the end of the input, the stop).
-struct Coordinator<'a, 'f> {
-    run: &'a FileRun<'f>,
-    store: &'a mut CheckpointStore,
-    results: &'a ResultsFile,
-    ck: &'a CheckpointOptions,
-    id: &'a JobIdentity,
-    workers: usize,
-    snapshots: &'a Receiver<WorkerSnapshot>,
-    sealed: &'a Receiver<Sealed>,
-    stop: Option<&'a Stop>,
-    /// The results' end, if the sink marked it while a checkpoint was awaited.
-    end: Option<Committed>,
-}
-
-impl Coordinator<'_, '_> {
-    /// Runs until the parsers are done (`done` disconnects) or a stop's last checkpoint is
-    /// committed. Returns the last committed epoch, the checkpoint stats, and the results' end
-    /// if the sink marked it meanwhile.
-    fn run(
-        mut self,
-        mut last: u64,
-        done: Receiver<()>,
-    ) -> Result<(u64, CheckpointStats, Option<Committed>)> {
-        let mut stats = CheckpointStats::default();
-        let mut total = Duration::ZERO;
-        let stop_woken = self.stop.map_or_else(never, |s| s.woken().clone());
-        loop {
-            let stopping = self.stop.is_some_and(Stop::is_requested);
-            if !stopping {
-                crossbeam_channel::select! {
-                    recv(done) -> _ => break,
-                    recv(stop_woken) -> _ => {},
-                    recv(crossbeam_channel::after(self.ck.interval)) -> _ => {},
-                }
-            }
-            let epoch = last + 1;
-            let requested = Instant::now();
-            let last_one = self.stop.is_some_and(Stop::is_requested);
-            let at = if last_one {
-                self.say_dropping(epoch, last);
-                self.run.claims.request_last(epoch)
-            } else {
-                self.run.claims.request(epoch)
-            };
-            let Some((states, mark)) = self.gather(epoch, last_one, &done) else {
-                // The input ended before every input passed the barrier: the final epoch takes
-                // over whatever this one holds.
-                break;
-            };
-            // The results up to the mark are durable before the manifest that commits them.
-            self.results.sync()?;
-            let (lines, rows, malformed) = self.run.counts_before(at);
-            let sources = serde_json::to_value(SourcePosition {
-                chunk: at,
-                chunk_bytes: self.run.chunk_bytes,
-                offset: self.run.chunk_start(at) as u64,
-                max_ts: self.run.max_ts_before(at),
-                lines,
-                rows,
-                malformed,
-            })
-            .expect("serialisable");
-            let sink = serde_json::json!({ "results": mark });
-            stats.bytes += self
-                .store
-                .commit(epoch, self.id, &states, sources, sink, false)?
-                .bytes;
-            self.store.retain(self.ck.keep)?;
-            let took = requested.elapsed();
-            total += took;
-            stats.max = stats.max.max(took);
-            stats.committed += 1;
-            last = epoch;
-            if last_one {
-                stats.stopped_at = Some(epoch);
-                break;
-            }
-        }
-        if stats.committed > 0 {
-            stats.mean = total / stats.committed as u32;
-        }
-        Ok((last, stats, self.end))
-    }
-
-    /// Waits for every worker's snapshot and the results mark of `epoch`. `None` when the
-    /// parsers finished first and the barrier did not pass every worker (the parsers of a last
-    /// barrier end right after injecting it: then the checkpoint is waited for).
-    fn gather(
-        &mut self,
-        epoch: u64,
-        last_one: bool,
-        done: &Receiver<()>,
-    ) -> Option<(Vec<WorkerSnapshot>, Committed)> {
-        let mut states: Vec<Option<WorkerSnapshot>> = (0..self.workers).map(|_| None).collect();
-        let mut mark = None;
-        let done = if last_one { &never() } else { done };
-        while states.iter().any(Option::is_none) || mark.is_none() {
-            let mut ended = false;
-            crossbeam_channel::select! {
-                recv(self.snapshots) -> s => match s {
-                    Ok(s) if s.epoch == epoch => { let w = s.worker; states[w] = Some(s); }
-                    Ok(_) => {}
-                    Err(_) => ended = true,
-                },
-                recv(self.sealed) -> m => match m {
-                    Ok(Sealed::Epoch(e, c)) if e == epoch => mark = Some(c),
-                    Ok(Sealed::Epoch(..)) => {}
-                    Ok(Sealed::End(c)) => self.end = Some(c),
-                    Err(_) => ended = true,
-                },
-                recv(done) -> _ => ended = true,
-            }
-            if ended {
-                // Snapshots sent before the end are still queued: with all of them, the
-                // barrier passed every worker, and its mark follows.
-                for s in self.snapshots.try_iter().filter(|s| s.epoch == epoch) {
-                    let w = s.worker;
-                    states[w] = Some(s);
-                }
-                for m in self.sealed.try_iter() {
-                    match m {
-                        Sealed::Epoch(e, c) if e == epoch => mark = Some(c),
-                        Sealed::Epoch(..) => {}
-                        Sealed::End(c) => self.end = Some(c),
-                    }
-                }
-                if states.iter().all(Option::is_some) && mark.is_some() {
-                    break;
-                }
-                return None;
-            }
-        }
-        let states = states
-            .into_iter()
-            .map(|s| s.expect("all present"))
-            .collect();
-        Some((states, mark.expect("loop ends with the mark")))
-    }
-
-    fn say_dropping(&self, epoch: u64, last: u64) {
-        if let Some(stop) = self.stop {
-            stop.set_dropping(format!(
-                "the last checkpoint ({epoch}) was not completed: running the same command \
-                 again resumes from {}",
-                if last == 0 {
-                    "the start".to_string()
-                } else {
-                    format!("checkpoint {last}")
-                }
-            ));
-        }
     }
 }

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpointed;
+mod coordinator;
 mod error;
 pub mod kafka_run;
 pub mod replay;

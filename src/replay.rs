@@ -632,6 +632,11 @@ impl<'a> FileRun<'a> {
         self.clock.before(i)
     }
 
+    /// Whether a parser thread failed (the run stops; its error says why).
+    pub(crate) fn failed(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// The byte offset where chunk `i` starts (the file's length past the end).
     pub(crate) fn chunk_start(&self, i: usize) -> usize {
         self.file

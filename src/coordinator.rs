@@ -1,0 +1,314 @@
+//! The checkpoint coordinator: the JobManager of DESIGN §3, one for every checkpointed pipeline
+//! (a file replay with exactly-once file output, a Kafka job with exactly-once Kafka output).
+//!
+//! ```text
+//!   timer / stop ──▶ source.request(n) ──▶ every split injects barrier n
+//!   workers ──snapshots──┐
+//!   splits ──positions───┼──▶ gather n ──▶ sink.prepare(n) ──▶ manifest n (durable) ──▶ sink.commit(n)
+//!   sink ──Ready(n)──────┘
+//!   sink ──Finished(n)──▶ final positions ──▶ prepare ──▶ manifest n, final ──▶ commit n, finished
+//! ```
+//!
+//! One checkpoint is in flight at a time. The coordinator waits only on events: the interval's
+//! timer, a stop request, the pieces of the checkpoint (worker snapshots, split positions, the
+//! sink saying the epoch's results are all handed over), the end of the input (the sink's
+//! `Finished`), a failed split. What differs between pipelines is behind two traits:
+//! [`BarrierSource`] (how barriers are injected and positions known) and [`TwoPhaseSink`]
+//! (prepare epoch *n*, giving the sink's record for the manifest; commit *n* once the manifest
+//! is durable). A stop request ends the run at one more, ordinary checkpoint, after which the
+//! splits stop: running the same command again resumes from it.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{never, Receiver};
+use weir_engine::checkpoint::JobIdentity;
+use weir_engine::WorkerSnapshot;
+
+use crate::checkpointed::store::CheckpointStore;
+use crate::error::{Error, Result};
+use crate::stop::Stop;
+
+/// How long a checkpoint may take from its barrier's request to being gathered (Flink's default
+/// checkpoint timeout) before the run stops with what was missing, instead of waiting.
+pub(crate) const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The source side of a checkpointed pipeline: its splits take barriers and know their
+/// positions.
+pub(crate) trait BarrierSource {
+    /// What a split reports, as it happens (a position at a barrier, its end, a failure).
+    type Report: Send;
+    /// Where the reports arrive ([`never`] for a source that knows its positions itself).
+    fn reports(&self) -> Receiver<Self::Report>;
+    /// Takes one report in.
+    fn report(&mut self, report: Self::Report);
+    /// Injects barrier `epoch` into every split; with `last`, every split stops after it.
+    fn request(&mut self, epoch: u64, last: bool);
+    /// The positions at barrier `epoch` for the manifest, once every split has reported them.
+    fn positions(&self, epoch: u64) -> Option<serde_json::Value>;
+    /// The positions at the end of the input, once every split has reported its end.
+    fn final_positions(&self) -> Option<serde_json::Value>;
+    /// Whether a split failed (the run stops; the split's own error says why).
+    fn failed(&self) -> bool;
+    /// What is still missing of barrier `epoch`'s positions, for a timeout's message.
+    fn missing(&self, epoch: u64) -> String;
+}
+
+/// What the result side of a pipeline tells the coordinator.
+pub(crate) enum SinkEvent<M> {
+    /// Every result of epoch `n` has been handed to the sink, which marked where they end.
+    Ready(u64, M),
+    /// The input ended: epoch `n` (the open one) is the last; its results end at the mark.
+    Finished(u64, M),
+}
+
+/// A sink that takes part in checkpoints (two-phase commit): the coordinator's half of it.
+pub(crate) trait TwoPhaseSink {
+    /// Where a result ends, as the result writer marks it at a barrier or at the end.
+    type Mark: Send;
+    /// Where the result writer's events arrive.
+    fn events(&self) -> Receiver<SinkEvent<Self::Mark>>;
+    /// Makes epoch `epoch`'s results (up to `mark`) ready to commit and returns the sink's
+    /// record for the manifest, from which a restart recovers exactly them.
+    fn prepare(&mut self, epoch: u64, mark: Self::Mark) -> Result<serde_json::Value>;
+    /// Checkpoint `epoch`'s manifest (fingerprint `manifest`, source `positions`) is durable:
+    /// commits the epoch. `finished`: the input ended with it; `last`: the run is suspended
+    /// after it.
+    fn commit(
+        &mut self,
+        epoch: u64,
+        manifest: &str,
+        positions: &serde_json::Value,
+        finished: bool,
+        last: bool,
+    ) -> Result<()>;
+}
+
+/// What the coordinator did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Coordinated {
+    /// The last committed epoch.
+    pub last: u64,
+    /// Checkpoints committed (a final one included).
+    pub committed: u64,
+    /// Whether the input ended and its final checkpoint committed.
+    pub finished: bool,
+    /// The epoch the run was stopped at, if it was.
+    pub stopped_at: Option<u64>,
+    /// Mean and longest time from barrier request to commit.
+    pub mean: Duration,
+    /// See `mean`.
+    pub max: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+}
+
+/// One coordinator run; see the module doc.
+pub(crate) struct Coordinator<'a> {
+    /// The checkpoint folder.
+    pub store: &'a mut CheckpointStore,
+    /// The job the checkpoints are of.
+    pub id: &'a JobIdentity,
+    /// Time between barriers.
+    pub interval: Duration,
+    /// Complete checkpoints to keep.
+    pub keep: usize,
+    /// Workers (snapshots per checkpoint).
+    pub workers: usize,
+    /// Where the workers' snapshots arrive.
+    pub snapshots: &'a Receiver<WorkerSnapshot>,
+    /// A stop request ends the run at one more checkpoint.
+    pub stop: Option<&'a Stop>,
+    /// What a stopped run says it dropped, given the epoch not completed and the last committed.
+    pub dropping: &'a dyn Fn(u64, u64) -> String,
+}
+
+/// The pieces of one checkpoint gathered so far.
+struct Gathered<M> {
+    states: Vec<Option<WorkerSnapshot>>,
+    mark: Option<M>,
+}
+
+enum Next<M> {
+    /// Checkpoint `n` is gathered.
+    Complete(Vec<WorkerSnapshot>, M),
+    /// The input ended (epoch `n` is the last, ending at the mark).
+    Finished(u64, M),
+}
+
+impl Coordinator<'_> {
+    /// Runs checkpoints after epoch `last` until the input ends (its final checkpoint
+    /// committed) or a stop request's checkpoint is committed.
+    pub(crate) fn run<S: BarrierSource, K: TwoPhaseSink>(
+        mut self,
+        source: &mut S,
+        sink: &mut K,
+        mut last: u64,
+    ) -> Result<Coordinated> {
+        let mut done = Coordinated {
+            last,
+            ..Coordinated::default()
+        };
+        let mut total = Duration::ZERO;
+        let mut reports = source.reports();
+        let events = sink.events();
+        let stop_woken = self.stop.map_or_else(never, |s| s.woken().clone());
+        let mut finished: Option<(u64, K::Mark)> = None;
+        while finished.is_none() {
+            // Wait for the interval (or a stop), taking reports and noticing the end meanwhile.
+            let wake = crossbeam_channel::after(self.interval);
+            let mut stop_seen = self.stop.is_some_and(Stop::is_requested);
+            while !stop_seen && finished.is_none() {
+                crossbeam_channel::select! {
+                    recv(wake) -> _ => break,
+                    recv(stop_woken) -> _ => stop_seen = true,
+                    recv(reports) -> r => match r {
+                        Ok(r) => source.report(r),
+                        // Every split has ended; the sink says when the job has.
+                        Err(_) => reports = never(),
+                    },
+                    recv(events) -> e => match e {
+                        Ok(SinkEvent::Finished(n, m)) => finished = Some((n, m)),
+                        Ok(SinkEvent::Ready(..)) => {}
+                        Err(_) => return Err(failed()),
+                    },
+                }
+                if source.failed() {
+                    return Err(failed());
+                }
+            }
+            if finished.is_some() {
+                break;
+            }
+            let epoch = last + 1;
+            let requested = Instant::now();
+            let last_one = self.stop.is_some_and(Stop::is_requested);
+            if last_one {
+                if let Some(stop) = self.stop {
+                    stop.set_dropping((self.dropping)(epoch, last));
+                }
+            }
+            source.request(epoch, last_one);
+            let (states, mark) = match self.gather(source, sink, &mut reports, epoch, requested)? {
+                Next::Complete(states, mark) => (states, mark),
+                Next::Finished(n, m) => {
+                    finished = Some((n, m));
+                    break;
+                }
+            };
+            let positions = source.positions(epoch).expect("gathered");
+            let record = sink.prepare(epoch, mark)?;
+            let written =
+                self.store
+                    .commit(epoch, self.id, &states, positions.clone(), record, false)?;
+            sink.commit(epoch, &written.manifest, &positions, false, last_one)?;
+            self.store.retain(self.keep)?;
+            let took = requested.elapsed();
+            total += took;
+            done.max = done.max.max(took);
+            done.bytes += written.bytes;
+            done.committed += 1;
+            last = epoch;
+            done.last = epoch;
+            if last_one {
+                done.stopped_at = Some(epoch);
+                break;
+            }
+        }
+        if let Some((n, mark)) = finished {
+            if source.failed() {
+                // A split failed and the others ended: the input did not really end.
+                return Err(failed());
+            }
+            // The final checkpoint: no state to keep (the job is complete), the end positions.
+            let positions = loop {
+                if let Some(p) = source.final_positions() {
+                    break p;
+                }
+                // Every split reports its end before the job can end: they are all queued.
+                match reports.recv_timeout(Duration::from_secs(10)) {
+                    Ok(r) => source.report(r),
+                    Err(_) => return Err(failed()),
+                }
+                if source.failed() {
+                    return Err(failed());
+                }
+            };
+            let record = sink.prepare(n, mark)?;
+            let written = self
+                .store
+                .commit(n, self.id, &[], positions.clone(), record, true)?;
+            sink.commit(n, &written.manifest, &positions, true, false)?;
+            self.store.retain(self.keep)?;
+            done.committed += 1;
+            done.last = n;
+            done.finished = true;
+        }
+        if done.committed > 0 {
+            done.mean = total / done.committed.max(1) as u32;
+        }
+        Ok(done)
+    }
+
+    /// Waits for every piece of checkpoint `epoch`, or the end of the input.
+    fn gather<S: BarrierSource, K: TwoPhaseSink>(
+        &mut self,
+        source: &mut S,
+        sink: &K,
+        reports: &mut Receiver<S::Report>,
+        epoch: u64,
+        requested: Instant,
+    ) -> Result<Next<K::Mark>> {
+        let events = sink.events();
+        let timeout = crossbeam_channel::at(requested + CHECKPOINT_TIMEOUT);
+        let mut g = Gathered {
+            states: (0..self.workers).map(|_| None).collect(),
+            mark: None,
+        };
+        loop {
+            if g.mark.is_some()
+                && g.states.iter().all(Option::is_some)
+                && source.positions(epoch).is_some()
+            {
+                let states = g.states.into_iter().map(|s| s.expect("all")).collect();
+                return Ok(Next::Complete(states, g.mark.expect("present")));
+            }
+            crossbeam_channel::select! {
+                recv(self.snapshots) -> s => if let Ok(s) = s {
+                    if s.epoch == epoch { let w = s.worker; g.states[w] = Some(s); }
+                },
+                recv(reports) -> r => match r {
+                    Ok(r) => source.report(r),
+                    Err(_) => *reports = never(),
+                },
+                recv(events) -> e => match e {
+                    Ok(SinkEvent::Ready(n, m)) if n == epoch => g.mark = Some(m),
+                    Ok(SinkEvent::Ready(..)) => {}
+                    // The input ended before the barrier passed everything: the final epoch
+                    // takes over whatever this one holds.
+                    Ok(SinkEvent::Finished(n, m)) => return Ok(Next::Finished(n, m)),
+                    Err(_) => return Err(failed()),
+                },
+                recv(timeout) -> _ => {
+                    return Err(Error::Engine(weir_engine::EngineError::Execution(format!(
+                        "checkpoint {epoch} did not complete within {} s: {}, snapshots from {} \
+                         of {} workers, sink ready: {}",
+                        CHECKPOINT_TIMEOUT.as_secs(),
+                        source.missing(epoch),
+                        g.states.iter().flatten().count(),
+                        self.workers,
+                        g.mark.is_some(),
+                    ))));
+                }
+            }
+            if source.failed() {
+                return Err(failed());
+            }
+        }
+    }
+}
+
+/// The error of a run whose job, sink or a split failed: theirs explains it better, and the
+/// caller ranks it below theirs.
+fn failed() -> Error {
+    Error::Stopped("the job or its sink failed")
+}
