@@ -265,12 +265,11 @@ impl Coordinator<'_> {
             mark: None,
         };
         loop {
-            if g.mark.is_some()
-                && g.states.iter().all(Option::is_some)
-                && source.positions(epoch).is_some()
-            {
-                let states = g.states.into_iter().map(|s| s.expect("all")).collect();
-                return Ok(Next::Complete(states, g.mark.expect("present")));
+            if g.states.iter().all(Option::is_some) && source.positions(epoch).is_some() {
+                if let Some(mark) = g.mark.take() {
+                    let states = g.states.into_iter().map(|s| s.expect("all")).collect();
+                    return Ok(Next::Complete(states, mark));
+                }
             }
             crossbeam_channel::select! {
                 recv(self.snapshots) -> s => if let Ok(s) = s {

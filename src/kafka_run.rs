@@ -32,7 +32,7 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::{InputFile, JobIdentity};
-use weir_engine::{Input, JobStats, ResultSink, SinkError, WorkerSnapshot};
+use weir_engine::{Input, JobStats, ResultSink, SinkError};
 use weir_io::kafka::reader::PartitionReader;
 use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
 use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
@@ -44,6 +44,7 @@ use weir_io::source::MappedFile;
 pub mod source;
 
 use crate::checkpointed::store::CheckpointStore;
+use crate::coordinator::{BarrierSource, Coordinator, SinkEvent, TwoPhaseSink};
 use crate::error::{Error, Result};
 use crate::replay::{job_builder, parse_options, pick_format, JobOptions, ParseConfig};
 use crate::stop::Stop;
@@ -180,11 +181,15 @@ struct Positions {
     partitions: Vec<PartitionPosition>,
 }
 
-/// The epoch a reader reports its final position under (bounded runs).
-const FINAL: u64 = u64::MAX;
-/// How long a checkpoint may take from its barrier's request to being gathered (Flink's
-/// default checkpoint timeout) before the run stops with what was missing, instead of waiting.
-const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+/// What a partition reader tells the coordinator.
+enum Report {
+    /// Its position at barrier `n`.
+    At(u64, PartitionPosition),
+    /// Its position at the end of its input (bounded runs, or a suspend).
+    Final(PartitionPosition),
+    /// It failed (its error says why).
+    Failed,
+}
 
 /// Runs the job until the input ends (`stop_at_end`) or forever; `say` gets progress messages.
 pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRunSummary> {
@@ -346,6 +351,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         .build()?;
     let schema = LineParser::new(opts.clone()).schema();
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded();
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
     let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
     producer.begin()?;
     let records = std::sync::Arc::new(AtomicU64::new(0));
@@ -356,6 +362,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         format: cfg.value_format,
         epoch: committed + 1,
         events: sink_tx,
+        acks: ack_tx,
         commits: commit_rx,
         job: cfg.transactional_id.clone(),
         commit_delay: cfg.commit_delay,
@@ -399,18 +406,47 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
                 );
                 if r.is_err() {
                     shared.failed.store(true, Ordering::Relaxed);
+                    let _ = pos_tx.send(Report::Failed);
                 }
                 r
             }));
         }
         drop(pos_tx);
-        let coordinated = coordinate(
-            cfg, &mut store, &id, committed, &shared, &snap_rx, &pos_rx, &sink_rx, &commit_tx,
-        );
+        let mut barriers = KafkaBarriers {
+            shared: &shared,
+            reports: pos_rx,
+            epoch: 0,
+            at: Vec::new(),
+            finals: Vec::new(),
+            failed: false,
+        };
+        let mut committer = KafkaCommitter {
+            cfg,
+            commits: commit_tx,
+            events: sink_rx,
+            acks: ack_rx,
+        };
+        let dropping = |epoch: u64, last: u64| {
+            format!(
+                "epoch {epoch}, whose transaction the broker aborts: running the same command \
+                 again resumes from epoch {last}"
+            )
+        };
+        let coordinated = Coordinator {
+            store: &mut store,
+            id: &id,
+            interval: cfg.interval,
+            keep: cfg.keep,
+            workers: cfg.job.parallelism,
+            snapshots: &snap_rx,
+            stop: cfg.suspend.as_ref(),
+            dropping: &dropping,
+        }
+        .run(&mut barriers, &mut committer, committed);
+        drop(committer);
         if coordinated.is_err() {
             failed.store(true, Ordering::Relaxed);
         }
-        drop(commit_tx);
         let read: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().expect("partition reader panicked"))
@@ -436,7 +472,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         }
     }
     let (job_stats, (commits, stopped_at)) = match (joined, coordinated, reader_err) {
-        (Ok(j), Ok(c), None) => (j, c),
+        (Ok(j), Ok(c), None) => (j, (c.committed, c.stopped_at)),
         // The job's error first (a sink failure), then the coordinator's, then a reader's.
         (j, c, r) => {
             let errors = [j.err(), c.err(), r].into_iter().flatten();
@@ -652,7 +688,7 @@ fn read_partition(
     max_ts: Option<i64>,
     end: Option<i64>,
     shared: &Shared<'_>,
-    positions: &Sender<(u64, PartitionPosition)>,
+    positions: &Sender<Report>,
     mut injected: u64,
     delay: Duration,
 ) -> Result<(i32, ParseStats)> {
@@ -682,7 +718,7 @@ fn read_partition(
             for b in batches.drain(..) {
                 input.push(b)?;
             }
-            let _ = positions.send((want, position(&input, &reader)));
+            let _ = positions.send(Report::At(want, position(&input, &reader)));
             input.barrier(want)?;
             injected = want;
             if shared.last_epoch.load(Ordering::Acquire) == want {
@@ -706,7 +742,7 @@ fn read_partition(
                 for b in batches.drain(..) {
                     input.push(b)?;
                 }
-                let _ = positions.send((FINAL, position(&input, &reader)));
+                let _ = positions.send(Report::Final(position(&input, &reader)));
                 input.finish()?;
                 return Ok((partition, parser.take_stats()));
             }
@@ -740,16 +776,6 @@ fn read_partition(
     }
 }
 
-/// What the sink tells the coordinator.
-enum SinkEvent {
-    /// Every result of epoch n was produced (into transaction n).
-    Ready(u64),
-    /// The input ended: the open transaction, epoch n, is the last.
-    Finished(u64),
-    /// Transaction n committed.
-    Committed(u64),
-}
-
 /// What the coordinator tells the sink: checkpoint n is durable; commit.
 struct Commit {
     epoch: u64,
@@ -760,137 +786,69 @@ struct Commit {
     last: bool,
 }
 
-/// The coordinator: one checkpoint, i.e. one transaction, in flight at a time; on a suspend
-/// request, one more at once, the last. Returns the number of commits and the epoch the run
-/// was suspended at, if it was.
-#[allow(clippy::too_many_arguments)]
-fn coordinate(
-    cfg: &KafkaRunConfig,
-    store: &mut CheckpointStore,
-    id: &JobIdentity,
-    mut last: u64,
-    shared: &Shared<'_>,
-    snapshots: &Receiver<WorkerSnapshot>,
-    positions: &Receiver<(u64, PartitionPosition)>,
-    sink: &Receiver<SinkEvent>,
-    commits: &Sender<Commit>,
-) -> Result<(u64, Option<u64>)> {
-    let workers = cfg.job.parallelism;
-    let mut done = 0;
-    let mut finals: Vec<PartitionPosition> = Vec::new();
-    let mut finished_at = None;
-    let mut next_barrier = Instant::now() + cfg.interval;
-    loop {
-        let epoch = last + 1;
-        let mut states: Vec<Option<WorkerSnapshot>> = (0..workers).map(|_| None).collect();
-        let mut at: Vec<PartitionPosition> = Vec::new();
-        let mut ready = false;
-        let mut requested = false;
-        let mut last_one = false;
-        // Gather epoch n: positions, snapshots, the sink's Ready; or the end of the input.
-        while finished_at.is_none()
-            && !(ready
-                && with_finals(&at, &finals).len() == shared.readers
-                && states.iter().all(Option::is_some))
-        {
-            if shared.failed.load(Ordering::Relaxed) {
-                return Err(stopped());
-            }
-            if next_barrier.elapsed() > CHECKPOINT_TIMEOUT {
-                let have = with_finals(&at, &finals);
-                return Err(Error::Engine(weir_engine::EngineError::Execution(format!(
-                    "checkpoint {epoch} did not complete within {} s: positions from {} of {} \
-                     partitions, snapshots from {} of {workers} workers, sink ready: {ready}",
-                    CHECKPOINT_TIMEOUT.as_secs(),
-                    have.len(),
-                    shared.readers,
-                    states.iter().flatten().count(),
-                ))));
-            }
-            let suspend = cfg.suspend.as_ref().is_some_and(Stop::is_requested);
-            if !requested && (suspend || Instant::now() >= next_barrier) {
-                if suspend {
-                    // Readers see the last epoch no later than its barrier request.
-                    shared.last_epoch.store(epoch, Ordering::Release);
-                    last_one = true;
-                    if let Some(s) = &cfg.suspend {
-                        s.set_dropping(format!(
-                            "epoch {epoch}, whose transaction the broker aborts: running the same \
-                             command again resumes from epoch {last}"
-                        ));
-                    }
-                }
-                shared.requested.store(epoch, Ordering::Release);
-                requested = true;
-            }
-            crossbeam_channel::select! {
-                recv(snapshots) -> s => if let Ok(s) = s {
-                    if s.epoch == epoch { let w = s.worker; states[w] = Some(s); }
-                },
-                recv(positions) -> p => if let Ok((e, p)) = p {
-                    if e == epoch { at.push(p) } else if e == FINAL { finals.push(p) }
-                },
-                recv(sink) -> ev => match ev {
-                    Ok(SinkEvent::Ready(n)) if n == epoch => ready = true,
-                    Ok(SinkEvent::Finished(n)) => finished_at = Some(n),
-                    Ok(_) => {}
-                    Err(_) => return Err(stopped()),
-                },
-                default(Duration::from_millis(10)) => {}
-            }
+/// The barrier side of a Kafka job: a barrier is requested through [`Shared`] and injected by
+/// every partition reader before its next read, which reports its position with it.
+struct KafkaBarriers<'a> {
+    shared: &'a Shared<'a>,
+    reports: Receiver<Report>,
+    /// The barrier requested last, and the positions reported for it.
+    epoch: u64,
+    at: Vec<PartitionPosition>,
+    /// Final positions of readers that finished.
+    finals: Vec<PartitionPosition>,
+    failed: bool,
+}
+
+impl BarrierSource for KafkaBarriers<'_> {
+    type Report = Report;
+
+    fn reports(&self) -> Receiver<Report> {
+        self.reports.clone()
+    }
+
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::At(e, p) if e == self.epoch => self.at.push(p),
+            Report::At(..) => {}
+            Report::Final(p) => self.finals.push(p),
+            Report::Failed => self.failed = true,
         }
-        if let Some(n) = finished_at {
-            // The last epoch: no state to keep, the final positions, and the job is complete.
-            while finals.len() < shared.readers {
-                match positions.recv_timeout(Duration::from_secs(10)) {
-                    Ok((FINAL, p)) => finals.push(p),
-                    Ok(_) => {}
-                    Err(_) => return Err(stopped()),
-                }
-            }
-            finals.sort_by_key(|p| p.partition);
-            let sources = serde_json::to_value(Positions {
-                partitions: finals.clone(),
-            })
-            .expect("serialisable");
-            let written = store.commit(n, id, &[], sources, sink_json(cfg), true)?;
-            commit_and_wait(
-                cfg,
-                commits,
-                sink,
-                n,
-                written.manifest,
-                &finals,
-                true,
-                false,
-            )?;
-            store.retain(cfg.keep)?;
-            return Ok((done + 1, None));
+    }
+
+    fn request(&mut self, epoch: u64, last: bool) {
+        self.epoch = epoch;
+        self.at.clear();
+        if last {
+            // Readers see the last epoch no later than its barrier request.
+            self.shared.last_epoch.store(epoch, Ordering::Release);
         }
-        let at = with_finals(&at, &finals);
-        let snaps: Vec<WorkerSnapshot> = states.into_iter().map(|s| s.expect("all")).collect();
-        let sources = serde_json::to_value(Positions {
-            partitions: at.clone(),
+        self.shared.requested.store(epoch, Ordering::Release);
+    }
+
+    fn positions(&self, epoch: u64) -> Option<serde_json::Value> {
+        let at = with_finals(&self.at, &self.finals);
+        (epoch == self.epoch && at.len() == self.shared.readers)
+            .then(|| serde_json::to_value(Positions { partitions: at }).expect("serialisable"))
+    }
+
+    fn final_positions(&self) -> Option<serde_json::Value> {
+        (self.finals.len() == self.shared.readers).then(|| {
+            let mut partitions = self.finals.clone();
+            partitions.sort_by_key(|p| p.partition);
+            serde_json::to_value(Positions { partitions }).expect("serialisable")
         })
-        .expect("serialisable");
-        let written = store.commit(epoch, id, &snaps, sources, sink_json(cfg), false)?;
-        commit_and_wait(
-            cfg,
-            commits,
-            sink,
-            epoch,
-            written.manifest,
-            &at,
-            false,
-            last_one,
-        )?;
-        store.retain(cfg.keep)?;
-        done += 1;
-        last = epoch;
-        if last_one {
-            return Ok((done, Some(epoch)));
-        }
-        next_barrier = Instant::now() + cfg.interval;
+    }
+
+    fn failed(&self) -> bool {
+        self.failed || self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    fn missing(&self, _epoch: u64) -> String {
+        format!(
+            "positions from {} of {} partitions",
+            with_finals(&self.at, &self.finals).len(),
+            self.shared.readers
+        )
     }
 }
 
@@ -910,44 +868,68 @@ fn with_finals(at: &[PartitionPosition], finals: &[PartitionPosition]) -> Vec<Pa
     all
 }
 
-fn sink_json(cfg: &KafkaRunConfig) -> serde_json::Value {
-    serde_json::json!({ "kafka": cfg.to.to_string(), "group": cfg.group, "transactional_id": cfg.transactional_id })
+/// The coordinator's half of the Kafka sink: the transaction of epoch n holds its results
+/// already; preparing records the sink in the manifest, and the commit (made on the result
+/// thread, which owns the producer) adds the progress record and the input offsets to the
+/// transaction and commits it once the manifest is durable.
+struct KafkaCommitter<'a> {
+    cfg: &'a KafkaRunConfig,
+    commits: Sender<Commit>,
+    events: Receiver<SinkEvent<()>>,
+    /// Epochs whose transaction committed.
+    acks: Receiver<u64>,
 }
 
-/// Hands checkpoint `epoch` to the sink for the Kafka commit and waits until it is done; `last`:
-/// the run is suspended after it.
-#[allow(clippy::too_many_arguments)]
-fn commit_and_wait(
-    cfg: &KafkaRunConfig,
-    commits: &Sender<Commit>,
-    sink: &Receiver<SinkEvent>,
-    epoch: u64,
-    manifest: String,
-    at: &[PartitionPosition],
-    finished: bool,
-    last: bool,
-) -> Result<()> {
-    let inputs = match &cfg.from {
-        Source::Kafka(from) => at
-            .iter()
-            .map(|p| (from.topic.clone(), p.partition, p.offset))
-            .collect(),
-        Source::File(_) => Vec::new(),
-    };
-    commits
-        .send(Commit {
-            epoch,
-            manifest,
-            inputs,
-            finished,
-            last,
-        })
-        .map_err(|_| stopped())?;
-    loop {
-        match sink.recv() {
-            Ok(SinkEvent::Committed(n)) if n == epoch => return Ok(()),
-            Ok(_) => {}
-            Err(_) => return Err(stopped()),
+impl TwoPhaseSink for KafkaCommitter<'_> {
+    type Mark = ();
+
+    fn events(&self) -> Receiver<SinkEvent<()>> {
+        self.events.clone()
+    }
+
+    fn prepare(&mut self, _epoch: u64, _mark: ()) -> Result<serde_json::Value> {
+        let cfg = self.cfg;
+        Ok(serde_json::json!({
+            "kafka": cfg.to.to_string(),
+            "group": cfg.group,
+            "transactional_id": cfg.transactional_id,
+        }))
+    }
+
+    fn commit(
+        &mut self,
+        epoch: u64,
+        manifest: &str,
+        positions: &serde_json::Value,
+        finished: bool,
+        last: bool,
+    ) -> Result<()> {
+        let inputs = match &self.cfg.from {
+            Source::Kafka(from) => {
+                let at: Positions =
+                    serde_json::from_value(positions.clone()).expect("positions we wrote");
+                at.partitions
+                    .iter()
+                    .map(|p| (from.topic.clone(), p.partition, p.offset))
+                    .collect()
+            }
+            Source::File(_) => Vec::new(),
+        };
+        self.commits
+            .send(Commit {
+                epoch,
+                manifest: manifest.to_owned(),
+                inputs,
+                finished,
+                last,
+            })
+            .map_err(|_| stopped())?;
+        loop {
+            match self.acks.recv() {
+                Ok(n) if n == epoch => return Ok(()),
+                Ok(_) => {}
+                Err(_) => return Err(stopped()),
+            }
         }
     }
 }
@@ -964,7 +946,8 @@ struct KafkaSink {
     key_columns: usize,
     format: ValueFormat,
     epoch: u64,
-    events: Sender<SinkEvent>,
+    events: Sender<SinkEvent<()>>,
+    acks: Sender<u64>,
     commits: Receiver<Commit>,
     job: String,
     commit_delay: Duration,
@@ -1008,7 +991,7 @@ impl KafkaSink {
             eprintln!("weir: committed epoch {epoch}");
         }
         self.suspended = c.last;
-        let _ = self.events.send(SinkEvent::Committed(epoch));
+        let _ = self.acks.send(epoch);
         Ok(())
     }
 }
@@ -1037,7 +1020,7 @@ impl ResultSink for KafkaSink {
     }
 
     fn checkpoint(&mut self, epoch: u64) -> Result<(), SinkError> {
-        let _ = self.events.send(SinkEvent::Ready(epoch));
+        let _ = self.events.send(SinkEvent::Ready(epoch, ()));
         self.commit(epoch)?;
         self.epoch = epoch + 1;
         self.open_records = 0;
@@ -1051,7 +1034,7 @@ impl ResultSink for KafkaSink {
         if self.suspended {
             return Ok(());
         }
-        let _ = self.events.send(SinkEvent::Finished(self.epoch));
+        let _ = self.events.send(SinkEvent::Finished(self.epoch, ()));
         self.commit(self.epoch)
     }
 }
