@@ -311,3 +311,189 @@ impl Coordinator<'_> {
 fn failed() -> Error {
     Error::Stopped("the job or its sink failed")
 }
+
+#[cfg(test)]
+mod tests {
+    //! The coordinator against a source and a sink of the test's own: no broker, no file
+    //! replay. Checkpoints have no workers here (their snapshots are the engine's business);
+    //! what is checked is the order of the two phases, the manifests, the end and the stop.
+
+    use std::sync::{Arc, Mutex};
+
+    use crossbeam_channel::Sender;
+
+    use super::*;
+
+    /// A source whose positions are the epoch itself, known at once. Its barrier reaches the
+    /// result writer at once too: request `n` makes the sink `Ready(n)` at mark `10 n`, until
+    /// epoch `end`; then the input ends (`Finished` at `10 end + 5`).
+    struct Positions {
+        requested: Vec<(u64, bool)>,
+        writer: Sender<SinkEvent<u64>>,
+        end: u64,
+    }
+
+    impl BarrierSource for Positions {
+        type Report = ();
+        fn reports(&self) -> Receiver<()> {
+            never()
+        }
+        fn report(&mut self, _: ()) {}
+        fn request(&mut self, epoch: u64, last: bool) {
+            self.requested.push((epoch, last));
+            let event = if epoch <= self.end {
+                SinkEvent::Ready(epoch, 10 * epoch)
+            } else {
+                SinkEvent::Finished(epoch, 10 * self.end + 5)
+            };
+            self.writer.send(event).unwrap();
+        }
+        fn positions(&self, epoch: u64) -> Option<serde_json::Value> {
+            Some(serde_json::json!({ "at": epoch }))
+        }
+        fn final_positions(&self) -> Option<serde_json::Value> {
+            Some(serde_json::json!({ "at": "end" }))
+        }
+        fn failed(&self) -> bool {
+            false
+        }
+        fn missing(&self, _: u64) -> String {
+            String::new()
+        }
+    }
+
+    /// A sink that records what the coordinator asked of it, with whether the manifest of the
+    /// epoch was on disk when it was asked to commit.
+    struct Recorder {
+        events: Receiver<SinkEvent<u64>>,
+        dir: std::path::PathBuf,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl TwoPhaseSink for Recorder {
+        type Mark = u64;
+        fn events(&self) -> Receiver<SinkEvent<u64>> {
+            self.events.clone()
+        }
+        fn prepare(&mut self, epoch: u64, mark: u64) -> Result<serde_json::Value> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("prepare {epoch} at {mark}"));
+            Ok(serde_json::json!({ "mark": mark }))
+        }
+        fn commit(
+            &mut self,
+            epoch: u64,
+            _manifest: &str,
+            positions: &serde_json::Value,
+            finished: bool,
+            last: bool,
+        ) -> Result<()> {
+            let durable = self
+                .dir
+                .join(format!("chk-{epoch:09}"))
+                .join("MANIFEST")
+                .exists();
+            self.log.lock().unwrap().push(format!(
+                "commit {epoch} {positions} finished={finished} last={last} manifest={durable}"
+            ));
+            Ok(())
+        }
+    }
+
+    fn id() -> JobIdentity {
+        JobIdentity {
+            input: "test".into(),
+            window_ms: 5_000,
+            keys: vec!["client".into()],
+            aggregates: vec!["count(*)".into()],
+            parallelism: 0,
+            input_file: None,
+        }
+    }
+
+    /// Runs a coordinator over [`Positions`] ending after epoch `end`, or stopped.
+    fn run(
+        end: u64,
+        stop: Option<&Stop>,
+    ) -> (Result<Coordinated>, Vec<String>, Vec<(u64, bool)>, Vec<u64>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::open(tmp.path()).unwrap();
+        let (tx, rx): (Sender<SinkEvent<u64>>, _) = crossbeam_channel::unbounded();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut sink = Recorder {
+            events: rx,
+            dir: tmp.path().to_owned(),
+            log: Arc::clone(&log),
+        };
+        let mut source = Positions {
+            requested: Vec::new(),
+            writer: tx,
+            end,
+        };
+        let (snapshots_tx, snapshots) = crossbeam_channel::unbounded::<WorkerSnapshot>();
+        let dropping = |e: u64, l: u64| format!("{e} after {l}");
+        let done = Coordinator {
+            store: &mut store,
+            id: &id(),
+            interval: Duration::from_millis(1),
+            keep: 100,
+            workers: 0,
+            snapshots: &snapshots,
+            stop,
+            dropping: &dropping,
+        }
+        .run(&mut source, &mut sink, 0);
+        drop(snapshots_tx);
+        let mut epochs: Vec<u64> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("MANIFEST").exists())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .collect();
+        epochs.sort_unstable();
+        let log = log.lock().unwrap().clone();
+        (done, log, source.requested, epochs)
+    }
+
+    #[test]
+    fn each_epoch_is_prepared_then_made_durable_then_committed_and_the_end_is_final() {
+        let (done, log, requested, epochs) = run(2, None);
+        let done = done.unwrap();
+        assert_eq!(
+            log,
+            [
+                "prepare 1 at 10",
+                r#"commit 1 {"at":1} finished=false last=false manifest=true"#,
+                "prepare 2 at 20",
+                r#"commit 2 {"at":2} finished=false last=false manifest=true"#,
+                "prepare 3 at 25",
+                r#"commit 3 {"at":"end"} finished=true last=false manifest=true"#,
+            ]
+        );
+        assert!(done.finished);
+        assert_eq!((done.last, done.committed, done.stopped_at), (3, 3, None));
+        // Barrier 3 was requested while the input was ending: the final epoch took it over.
+        assert_eq!(requested, [(1, false), (2, false), (3, false)]);
+        assert_eq!(epochs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_stop_ends_the_run_at_one_more_ordinary_checkpoint() {
+        let stop = Stop::new();
+        stop.request();
+        let (done, log, requested, epochs) = run(3, Some(&stop));
+        let done = done.unwrap();
+        assert_eq!(requested, [(1, true)], "the first barrier is the last one");
+        assert_eq!(
+            log,
+            [
+                "prepare 1 at 10",
+                r#"commit 1 {"at":1} finished=false last=true manifest=true"#,
+            ]
+        );
+        assert_eq!((done.stopped_at, done.finished), (Some(1), false));
+        assert_eq!(epochs, [1]);
+    }
+}
