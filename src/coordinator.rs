@@ -413,11 +413,12 @@ mod tests {
         }
     }
 
+    /// What a test run did: the coordinator's result, the sink's log, the barriers requested and
+    /// the complete checkpoints on disk.
+    type Ran = (Result<Coordinated>, Vec<String>, Vec<(u64, bool)>, Vec<u64>);
+
     /// Runs a coordinator over [`Positions`] ending after epoch `end`, or stopped.
-    fn run(
-        end: u64,
-        stop: Option<&Stop>,
-    ) -> (Result<Coordinated>, Vec<String>, Vec<(u64, bool)>, Vec<u64>) {
+    fn run(end: u64, stop: Option<&Stop>) -> Ran {
         let tmp = tempfile::tempdir().unwrap();
         let mut store = CheckpointStore::open(tmp.path()).unwrap();
         let (tx, rx): (Sender<SinkEvent<u64>>, _) = crossbeam_channel::unbounded();
