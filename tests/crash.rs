@@ -5,11 +5,17 @@
 //! restarted until it completes. The output must be byte-for-byte the output of an
 //! uninterrupted run, and equal an independent reference: nothing lost, nothing twice.
 //! `WEIR_CRASH_KILLS` sets the number of kills (default 20; scripts/crash-test.sh runs 200).
+//!
+//! The tests act on what they can see of a run, never after a fixed time: a kill aimed after a
+//! checkpoint waits for its `MANIFEST` to appear (the last file a checkpoint writes), and a run
+//! that must hold the folder's lock is known to hold it once it has completed a checkpoint.
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -37,6 +43,48 @@ fn replay_args<'a>(log: &'a str, out: &'a str, dir: &'a str) -> Vec<&'a str> {
         "3ms",
         "-q",
     ]
+}
+
+/// The complete checkpoints of `dir` (those with a `MANIFEST`, written last), oldest first.
+fn complete_checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("MANIFEST").exists())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Waits until `dir` holds at least `n` complete checkpoints, the newest of them later than
+/// `after` (true), or `child` ends (false); panics past [`COMMAND_LIMIT`]. A `MANIFEST` is the
+/// last file a checkpoint writes. (Old checkpoints are deleted as new ones complete, so the
+/// newest name, not the count, tells a new one.)
+fn until_checkpoints(child: &mut Child, dir: &Path, n: usize, after: Option<&PathBuf>) -> bool {
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    loop {
+        let found = complete_checkpoints(dir);
+        if found.len() >= n && found.last() > after {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} checkpoints after {after:?} in {dir:?} within {COMMAND_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILLs `child` and reaps it; its exit status says whether the signal ended it or it had
+/// exited by itself just before.
+fn kill(child: &mut Child) -> std::process::ExitStatus {
+    child.kill().unwrap(); // SIGKILL; a process that exited but is not yet reaped ignores it
+    child.wait().unwrap()
 }
 
 #[test]
@@ -81,7 +129,7 @@ fn killed_and_resumed_any_number_of_times_gives_the_uninterrupted_output() {
     let dir = tmp.path().join("ck");
     let args = replay_args(log_s, out.to_str().unwrap(), dir.to_str().unwrap());
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut killed = 0;
+    let (mut killed, mut after_checkpoint) = (0, 0);
     let mut runs = 0;
     loop {
         runs += 1;
@@ -96,12 +144,25 @@ fn killed_and_resumed_any_number_of_times_gives_the_uninterrupted_output() {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let wait = Duration::from_millis(20 + (seed >> 33) % 400);
-            std::thread::sleep(wait);
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
+            let delay = Duration::from_millis(20 + (seed >> 33) % 400);
+            if killed % 3 == 2 {
+                // Aimed: at a seeded moment up to 100 ms after this run's next checkpoint, so
+                // that some kills surely follow a checkpoint however slow the machine is.
+                let newest = complete_checkpoints(&dir).pop();
+                if until_checkpoints(&mut child, &dir, 1, newest.as_ref()) {
+                    std::thread::sleep(delay / 4);
+                }
+            } else {
+                // Anywhere: at a seeded random moment from the start (the moment is the point).
+                std::thread::sleep(delay);
+            }
+            let status = match child.try_wait().unwrap() {
+                Some(status) => status,
+                None => kill(&mut child),
+            };
+            if status.signal() == Some(9) {
                 killed += 1;
+                after_checkpoint += usize::from(!complete_checkpoints(&dir).is_empty());
                 if out.exists() {
                     // Killed after the final checkpoint: the output, once visible, is whole.
                     assert!(
@@ -111,20 +172,32 @@ fn killed_and_resumed_any_number_of_times_gives_the_uninterrupted_output() {
                 }
                 continue;
             }
+            // It ended by itself before the kill: it must have succeeded. Start over so that
+            // every kill lands in a running job.
+            let res = wait_at_most(child, COMMAND_LIMIT, &format!("run {runs}"));
+            assert!(
+                status.success(),
+                "run {runs}: {}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+            std::fs::remove_file(&out).unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            continue;
         }
-        let res = child.wait_with_output().unwrap();
+        let res = wait_at_most(child, COMMAND_LIMIT, &format!("run {runs}"));
         assert!(
             res.status.success(),
             "run {runs}: {}",
             String::from_utf8_lossy(&res.stderr)
         );
-        if killed >= kills {
-            break;
-        }
-        // It finished before the kill: start over so that every kill lands in a running job.
-        std::fs::remove_file(&out).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        break;
     }
+    assert!(
+        after_checkpoint >= kills / 3,
+        "only {after_checkpoint} of {killed} kills came after a checkpoint: recovery was hardly \
+         tested"
+    );
+    eprintln!("{killed} kills in {runs} runs, {after_checkpoint} after a checkpoint");
     let got = std::fs::read(&out).unwrap();
     assert!(
         got == clean,
@@ -156,22 +229,26 @@ fn corrupt_newest_checkpoint_falls_back_and_other_jobs_are_refused() {
         out.to_str().unwrap(),
         dir.to_str().unwrap(),
     );
-    // Interrupt a run that has committed a few checkpoints.
+    // Interrupt a run that has committed a few checkpoints: killed once its second one is
+    // complete.
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(replay_args(l, o, d))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut chks: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("MANIFEST").exists() && p.join("worker-0.state").exists())
+    assert!(
+        until_checkpoints(&mut child, &dir, 2, None),
+        "the run ended before its second checkpoint"
+    );
+    assert_eq!(
+        kill(&mut child).signal(),
+        Some(9),
+        "the run ended by itself"
+    );
+    let chks: Vec<_> = complete_checkpoints(&dir)
+        .into_iter()
+        .filter(|p| p.join("worker-0.state").exists())
         .collect();
-    chks.sort();
     assert!(
         chks.len() >= 2,
         "need two committed checkpoints, have {chks:?}"
@@ -186,7 +263,7 @@ fn corrupt_newest_checkpoint_falls_back_and_other_jobs_are_refused() {
     // Another job (other window) on the same folder is refused, naming what differs.
     let mut other = replay_args(l, o, d);
     other.extend(["--window", "10s"]);
-    let res = weir().args(&other).output().unwrap();
+    let res = output(weir().args(&other), "another job on the folder");
     assert_eq!(res.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&res.stderr).contains("window"),
@@ -235,15 +312,30 @@ fn a_second_process_on_the_same_folder_fails_at_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The first run holds the folder's lock once it has completed a checkpoint (it locks the
+    // folder before writing anything in it). Stopped there, it holds it as long as the test
+    // needs, however slow or fast the machine.
+    assert!(
+        until_checkpoints(&mut first, &dir, 1, None),
+        "the first run ended before its first checkpoint"
+    );
+    signal(first.id(), "-STOP");
     let o2 = tmp.path().join("2.csv");
-    let res = weir()
-        .args(replay_args(l, o2.to_str().unwrap(), d))
-        .output()
-        .unwrap();
-    first.kill().unwrap();
-    first.wait().unwrap();
-    assert_eq!(res.status.code(), Some(2));
+    let res = output(
+        weir().args(replay_args(l, o2.to_str().unwrap(), d)),
+        "the second run",
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended while stopped"
+    );
+    assert_eq!(kill(&mut first).signal(), Some(9));
+    assert_eq!(
+        res.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&res.stderr).contains("LOCK"),
         "{}",

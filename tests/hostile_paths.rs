@@ -205,12 +205,16 @@ fn outputs_that_are_the_input_are_refused_and_the_log_survives() {
 
     // stdout appended to the log (`weir replay x.log >> x.log`).
     let append = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    let out = weir()
-        .args(["replay", x])
-        .stdout(append)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = wait_at_most(
+        weir()
+            .args(["replay", x])
+            .stdout(append)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        COMMAND_LIMIT,
+        "weir replay x.log >> x.log",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("stdout is the input"), "{err}");
@@ -399,9 +403,13 @@ fn a_log_truncated_while_replayed_is_an_error_naming_it() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Stopped as soon as it maps the log, truncated, then resumed: the cut comes before
+        // the run reads far, whatever the machine's load (the chunk delay only slows it).
         wait_until_mapped(child.id(), &log);
+        signal(child.id(), "-STOP");
         let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
         f.set_len(len / 2).unwrap();
+        signal(child.id(), "-CONT");
         let r = wait_at_most(child, COMMAND_LIMIT, "the truncated replay");
         let err = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(1), "checkpoints {checkpoints}: {err}");

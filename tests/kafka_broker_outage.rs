@@ -31,6 +31,8 @@ fn a_broker_outage_mid_transaction_neither_loses_nor_doubles() {
         let pid = broker.pid();
         signal(pid, "-STOP");
         let _thaw = Thaw(pid);
+        // The outage's length, chosen, not a wait for anything: the run meets a broker that
+        // answers nothing for 5 s, then one that answers again.
         std::thread::sleep(Duration::from_secs(5));
     });
 }

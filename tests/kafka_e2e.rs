@@ -122,10 +122,19 @@ fn a_fenced_run_stops_and_the_output_stays_exactly_once() {
     args.retain(|a| *a != "-q");
     args.extend(["--test-read-delay", "40ms"]);
     let mut first = spawn(&args);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The event: the job's progress offset is committed on the broker (the run prints no line
+    // for a commit without `--test-commit-delay`, which would change what is tested here).
+    let deadline = Instant::now() + Duration::from_secs(120);
     while committed_epoch(&p.group).is_none() {
-        assert!(Instant::now() < deadline, "no commit within 30 s");
-        std::thread::sleep(Duration::from_millis(200));
+        if first.try_wait().unwrap().is_some() {
+            let res = wait_at_most(first, COMMAND_LIMIT, "the first run");
+            panic!(
+                "the run ended before its first commit: {}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+        }
+        assert!(Instant::now() < deadline, "no commit within 120 s");
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
         first.try_wait().unwrap().is_none(),
@@ -169,9 +178,10 @@ fn a_fenced_run_stops_and_the_output_stays_exactly_once() {
     p.check("after a takeover");
 }
 
-/// `weir run` is killed with SIGKILL at seeded random moments, and every fourth time inside a
+/// `weir run` is killed with SIGKILL at seeded random moments: every fourth time inside a
 /// commit window (its checkpoint durable, its transaction holding records but not committed),
-/// and restarted each time. A plain `read_committed` consumer must then read exactly the
+/// every fourth time at a moment after its first commit, the others anywhere; and restarted
+/// each time. A plain `read_committed` consumer must then read exactly the
 /// reference counts, and the topic must hold records that it did not show: those of the
 /// transactions the kills left open, which the next run's `init_transactions` aborted.
 #[test]
@@ -198,16 +208,25 @@ fn killed_at_random_moments_and_restarted_loses_and_doubles_nothing() {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let aimed = killed % 4 == 3;
-            let in_time = if aimed {
+            let in_time = match killed % 4 {
                 // Inside the first, second or third commit window of a transaction with
                 // records (so there are aborted records to see).
-                run.until(commit_windows_with_records(1 + (seed >> 40) as usize % 3))
-            } else {
-                // A run needs about a second to connect and commit its first epoch; kill
-                // anywhere from before that to a few epochs later.
-                std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 3000));
-                run.child.try_wait().unwrap().is_none()
+                3 => run.until(commit_windows_with_records(1 + (seed >> 40) as usize % 3)),
+                // At a seeded moment up to a second after the run's first commit, so that the
+                // job surely has committed epochs to resume from however slow the machine is.
+                1 => {
+                    run.until(|l| l.contains("committed epoch")) && {
+                        std::thread::sleep(Duration::from_millis((seed >> 33) % 1000));
+                        run.child.try_wait().unwrap().is_none()
+                    }
+                }
+                // Anywhere: a run needs about a second to connect and commit its first epoch;
+                // kill at a seeded moment from before that to a few epochs later (the moment is
+                // the point, not a wait for something).
+                _ => {
+                    std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 3000));
+                    run.child.try_wait().unwrap().is_none()
+                }
             };
             if in_time {
                 let err = run.kill(); // SIGKILL

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Stdio;
 
@@ -322,9 +322,13 @@ fn inputs_gzip_and_stdin_give_the_same_counts() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(&bytes).unwrap());
-    let out = child.wait_with_output().unwrap();
+    let out = wait_at_most(child, COMMAND_LIMIT, "weir replay -");
     writer.join().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_counts_eq(&parse_csv(&out.stdout, 5_000), &expected, "");
 }
 
@@ -428,26 +432,20 @@ fn outputs_print_jsonl_and_arrow() {
 fn errors_name_what_is_wrong_with_the_right_exit_status() {
     let dir = tempdir();
     let missing = dir.path().join("nope.log");
-    let out = weir()
-        .args(["replay", missing.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output(weir().args(["replay", missing.to_str().unwrap()]), "weir");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.log"));
 
-    let out = weir()
-        .args(["replay", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output(
+        weir().args(["replay", dir.path().to_str().unwrap()]),
+        "weir",
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("directory"));
 
     let bad_gz = dir.path().join("bad.log.gz");
     std::fs::write(&bad_gz, b"\x1f\x8b\x08\x00garbage that is not deflate").unwrap();
-    let out = weir()
-        .args(["replay", bad_gz.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output(weir().args(["replay", bad_gz.to_str().unwrap()]), "weir");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -456,28 +454,33 @@ fn errors_name_what_is_wrong_with_the_right_exit_status() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.log.gz"));
 
-    let out = weir()
-        .args(["replay", "x.log", "--window", "5 parsecs"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // On a log that exists, so that the window is what the run refuses.
+    let out = output(
+        weir()
+            .args(["replay", real("erddap_nginx_2024-05.log").to_str().unwrap()])
+            .args(["--window", "5 parsecs", "-o", "/dev/null"]),
+        "weir",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("5 parsecs"), "{err}");
 
-    let out = weir()
-        .args([
+    let out = output(
+        weir().args([
             "replay",
             real("erddap_nginx_2024-05.log").to_str().unwrap(),
             "--key",
             "nope",
-        ])
-        .output()
-        .unwrap();
+        ]),
+        "weir",
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 
     // --strict: the first malformed line is an error naming its line number (19 in this log).
     for threads in ["1", "2"] {
-        let out = weir()
-            .args([
+        let out = output(
+            weir().args([
                 "replay",
                 real("erddap_nginx_2024-05.log").to_str().unwrap(),
                 "--strict",
@@ -485,9 +488,9 @@ fn errors_name_what_is_wrong_with_the_right_exit_status() {
                 "/dev/null",
                 "--parse-threads",
                 threads,
-            ])
-            .output()
-            .unwrap();
+            ]),
+            "weir",
+        );
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("line 19"), "{err}");
@@ -495,59 +498,52 @@ fn errors_name_what_is_wrong_with_the_right_exit_status() {
 
     let unknown = dir.path().join("notes.txt");
     std::fs::write(&unknown, "hello world\nthis is not a log\n").unwrap();
-    let out = weir()
-        .args(["replay", unknown.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output(weir().args(["replay", unknown.to_str().unwrap()]), "weir");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("format"));
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let out = weir().args(["serve", "--listen", &addr]).output().unwrap();
+    let out = output(weir().args(["serve", "--listen", &addr]), "weir");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
 }
 
 #[test]
 fn serve_counts_lines_from_a_socket_as_windows_close() {
-    let mut child = weir()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--once",
-            "--format",
-            "simple",
-            "--date",
-            "2024-05-12",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    // Every read of the run's pipes has a deadline: a run that says nothing fails the test with
+    // what it said instead of hanging it.
+    let mut run = Watched::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--once",
+        "--format",
+        "simple",
+        "--date",
+        "2024-05-12",
+    ]);
+    let line = run.until_err("the address it listens on", COMMAND_LIMIT, |l| {
+        l.contains("listening on")
+    });
     let addr = line.trim().rsplit(' ').next().unwrap().to_string();
     let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.set_write_timeout(Some(COMMAND_LIMIT)).unwrap();
     conn.write_all(b"12:00:01 10.0.0.1\n12:00:02 10.0.0.2\n12:00:03 10.0.0.1\n")
         .unwrap();
     conn.write_all(b"12:00:06 10.0.0.3\n").unwrap();
     conn.flush().unwrap();
     // The window 12:00:00-12:00:05 closes with the 12:00:06 line: its results arrive while the
     // connection is still open.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let mut second = String::new();
-    stdout.read_line(&mut second).unwrap();
-    let mut got = [first.trim().to_string(), second.trim().to_string()];
+    let mut got = [
+        run.until_out("the first row", COMMAND_LIMIT, |_| true),
+        run.until_out("the second row", COMMAND_LIMIT, |_| true),
+    ];
     got.sort();
     assert_eq!(got, ["12:00:00 10.0.0.1 2", "12:00:00 10.0.0.2 1"]);
     drop(conn);
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest.trim(), "12:00:05 10.0.0.3 1");
-    assert!(child.wait().unwrap().success());
+    let (status, err, out) = run.finish(COMMAND_LIMIT);
+    assert!(status.success(), "{err}");
+    let rest: Vec<&str> = out.lines().skip(2).collect();
+    assert_eq!(rest, ["12:00:05 10.0.0.3 1"], "{err}");
 }

@@ -438,27 +438,30 @@ fn signal_a_second_one_exits_at_once_saying_what_was_dropped() {
         .spawn()
         .unwrap();
     let mut err = Lines::of(child.stderr.take().unwrap());
-    // Output has begun (so the signals are handled); then nobody reads it.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut header = String::new();
-    stdout.read_line(&mut header).unwrap();
-    assert!(header.starts_with("window_start"), "{header}");
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+    // Output has begun (so the signals are handled); then nobody reads it. The header is read
+    // on a thread of its own, so that a run that writes nothing fails the test within LIMIT.
+    let pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stdout = BufReader::new(pipe);
+        let mut header = String::new();
+        stdout.read_line(&mut header).unwrap();
+        tx.send((header, stdout)).unwrap();
+    });
+    let Ok((header, stdout)) = rx.recv_timeout(LIMIT) else {
+        child.kill().unwrap();
+        panic!("no header on stdout within {LIMIT:?}");
     };
-    signal("-INT");
+    assert!(header.starts_with("window_start"), "{header}");
+    let pid = child.id();
+    signal(pid, "-INT");
     let mut wait_for = |what: &str| {
         if let Err(e) = err.until(Instant::now() + LIMIT, |l| l.contains(what)) {
             panic!("waiting for {what:?}: {e:?}; stderr:\n{}", err.text);
         }
     };
     wait_for("SIGINT: no more input is read");
-    signal("-INT");
+    signal(pid, "-INT");
     wait_for("exiting at once; dropped: ");
     let deadline = Instant::now() + LIMIT;
     let status = loop {

@@ -57,18 +57,19 @@ fn replay_to(log: &Path, out: &Path, format: &str, extra: &[&str]) {
 }
 
 /// Runs `weir verify --input IN --output OUT` plus `extra`.
-fn verify_cli(input: &Path, output: &Path, extra: &[&str]) -> Output {
-    weir()
-        .args([
-            "verify",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ])
-        .args(extra)
-        .output()
-        .expect("run weir verify")
+fn verify_cli(input: &Path, counts: &Path, extra: &[&str]) -> Output {
+    output(
+        weir()
+            .args([
+                "verify",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                counts.to_str().unwrap(),
+            ])
+            .args(extra),
+        "weir verify",
+    )
 }
 
 /// stdout and stderr of a run, for messages.
@@ -196,13 +197,16 @@ fn clean_with_other_windows_formats_and_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
+    // Written by a thread of its own, so that a run that stops reading fails the wait below
+    // instead of blocking the test forever.
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    assert_clean(&wait_at_most(child, COMMAND_LIMIT, "weir verify --input -"));
+    writer
+        .join()
         .unwrap()
-        .write_all(&std::fs::read(&log).unwrap())
-        .unwrap();
-    assert_clean(&child.wait_with_output().unwrap());
+        .expect("weir verify read its whole stdin");
 }
 
 #[test]
@@ -490,11 +494,12 @@ fn errors_are_usage_errors_naming_the_problem() {
     }
 
     // Kafka addresses that are not addresses.
-    let run = weir()
-        .args(["verify", "--input", "kafka://127.0.0.1:9092", "--output"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = output(
+        weir()
+            .args(["verify", "--input", "kafka://127.0.0.1:9092", "--output"])
+            .arg(&out),
+        "weir",
+    );
     let t = assert_cannot_check(&run);
     assert!(t.contains("no topic"), "{t}");
 }

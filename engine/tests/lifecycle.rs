@@ -1,9 +1,12 @@
 //! Backpressure, failure and shutdown: a slow consumer throttles producers, and a panicking
 //! worker ends the run with an error instead of a hang.
+//!
+//! Tests wait for events (a channel message, a full results channel and a producer thread the
+//! kernel reports asleep), never for a fixed time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -43,7 +46,56 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
     rx.recv_timeout(limit).expect("the run hung")
 }
 
+/// The producer thread's name, by which [`wait_for_stall`] finds it in `/proc/self/task`.
+const PRODUCER: &str = "weir-producer";
+
+/// The scheduler state (`R`, `S`, `D`, …) of this process's thread named [`PRODUCER`], from
+/// `/proc/self/task/TID/stat`; `None` if there is no such thread.
+fn producer_state() -> Option<char> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != PRODUCER {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // `pid (comm) S …`: the state follows the last parenthesis.
+        return stat.rsplit_once(')')?.1.trim_start().chars().next();
+    }
+    None
+}
+
+/// Waits (at most 60 s) until `full()` holds and the producer thread is asleep with `pushed`
+/// unchanged over five looks 10 ms apart: it is blocked in `push`, not between two pushes.
+/// Returns the count it stalled at.
+fn wait_for_stall(pushed: &AtomicU64, full: impl Fn() -> bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut still) = (u64::MAX, 0);
+    loop {
+        let now = pushed.load(Ordering::SeqCst);
+        if full() && producer_state() == Some('S') && now == last {
+            still += 1;
+            if still == 5 {
+                return now;
+            }
+        } else {
+            still = 0;
+        }
+        last = now;
+        assert!(
+            Instant::now() < deadline,
+            "the producer never stalled: pushed {now} of 500, state {:?}, results full {}",
+            producer_state(),
+            full()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "tells a blocked producer thread by its state in /proc/self/task"
+)]
 fn a_slow_consumer_throttles_the_producer() {
     let spec = Job::builder()
         .parallelism(2)
@@ -61,20 +113,26 @@ fn a_slow_consumer_throttles_the_producer() {
     let pushed = Arc::new(AtomicU64::new(0));
     let progress = Arc::clone(&pushed);
     // Every batch is a new window, so every batch makes results; nobody reads them yet.
-    let producer = std::thread::spawn(move || {
-        for w in 0..500 {
-            input.push(batch(w, 200)).unwrap();
-            progress.fetch_add(1, Ordering::SeqCst);
-        }
-        input.finish().unwrap();
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let stalled_at = pushed.load(Ordering::SeqCst);
+    let producer = std::thread::Builder::new()
+        .name(PRODUCER.into())
+        .spawn(move || {
+            for w in 0..500 {
+                input.push(batch(w, 200)).unwrap();
+                progress.fetch_add(1, Ordering::SeqCst);
+            }
+            input.finish().unwrap();
+        })
+        .unwrap();
+    // The event: the results channel is full and the producer thread sleeps (blocked in
+    // `push`) with its count unchanged over a few looks.
+    let stalled_at = wait_for_stall(&pushed, || results.is_full());
     // Queues of 2 batches between each stage bound what can be in flight: far fewer than 500.
     assert!(
         stalled_at < 60,
         "the producer was not throttled: pushed {stalled_at} of 500"
     );
+    // Not a wait for anything: while nobody reads, no push may complete, however long we look.
+    // (It also makes the producer's blocked time, checked below, at least this long.)
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         pushed.load(Ordering::SeqCst) - stalled_at <= 1,

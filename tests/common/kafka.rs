@@ -338,25 +338,43 @@ pub struct OwnBroker {
 
 impl OwnBroker {
     /// Starts a fresh broker on `port` (its controller takes `port + 1`).
+    ///
+    /// It does so whatever `WEIR_KAFKA` says: these tests freeze and kill their broker, which
+    /// they must never do to one they did not start, and an external broker is one they cannot
+    /// control. So they neither use it nor skip: they need what `scripts/kafka.sh start` needs
+    /// (Java 17+ and Maven, or its cached jars), and fail saying so when it is missing.
     pub fn start(port: u16) -> Self {
         // Before any client exists: nothing else reads the environment meanwhile.
         std::env::remove_var("WEIR_KAFKA");
         std::env::set_var("WEIR_KAFKA_PORT", port.to_string());
         let b = Self { port };
-        b.sh("start");
+        let out = b.run("start");
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh start (port {port}) failed. This test starts a broker of its own, \
+             even when WEIR_KAFKA names one, as it freezes or kills it; that needs Java 17+ and \
+             Maven (see scripts/kafka.sh). Its stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         b
+    }
+
+    /// `scripts/kafka.sh CMD` for this broker, within [`COMMAND_LIMIT`].
+    fn run(&self, cmd: &str) -> std::process::Output {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        output(
+            std::process::Command::new("bash")
+                .arg(script)
+                .arg(cmd)
+                .env("WEIR_KAFKA_PORT", self.port.to_string())
+                .env_remove("WEIR_KAFKA"),
+            &format!("scripts/kafka.sh {cmd} (port {})", self.port),
+        )
     }
 
     /// `scripts/kafka.sh CMD` for this broker; panics with its stderr if it fails.
     pub fn sh(&self, cmd: &str) -> std::process::Output {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .arg(cmd)
-            .env("WEIR_KAFKA_PORT", self.port.to_string())
-            .env_remove("WEIR_KAFKA")
-            .output()
-            .unwrap();
+        let out = self.run(cmd);
         assert!(
             out.status.success(),
             "scripts/kafka.sh {cmd} (port {}): {}",
@@ -381,13 +399,17 @@ impl OwnBroker {
 }
 
 impl Drop for OwnBroker {
+    /// Stops the broker. A failure is said, not raised: this runs while a failing test unwinds
+    /// too, where a second panic would abort and hide the first.
     fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh"))
-            .arg("stop")
-            .env("WEIR_KAFKA_PORT", self.port.to_string())
-            .env_remove("WEIR_KAFKA")
-            .status();
+        let out = self.run("stop");
+        if !out.status.success() {
+            eprintln!(
+                "scripts/kafka.sh stop (port {}) failed: {}",
+                self.port,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 

@@ -404,9 +404,15 @@ impl Watched {
     }
 
     /// As [`Watched::until_err`], on stdout.
-    pub fn until_out(&mut self, what: &str, limit: Duration, pred: impl FnMut(&str) -> bool) {
-        if let Err(e) = self.out.until(Instant::now() + limit, pred) {
-            self.fail(&format!("waiting for {what} on stdout: {e:?}"));
+    pub fn until_out(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pred: impl FnMut(&str) -> bool,
+    ) -> String {
+        match self.out.until(Instant::now() + limit, pred) {
+            Ok(line) => line,
+            Err(e) => self.fail(&format!("waiting for {what} on stdout: {e:?}")),
         }
     }
 
