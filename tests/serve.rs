@@ -95,7 +95,7 @@ fn assert_counts(status: ExitStatus, err: &str, out: &str, sent: &str, ctx: &str
     let (expected, malformed) = reference(sent.as_bytes(), WINDOW, DAY);
     assert_eq!(malformed, 0, "{ctx}: the test sends well-formed lines");
     let got = parse_csv(out.as_bytes(), WINDOW);
-    assert_counts_eq(&got, &expected, ctx);
+    assert_counts_eq(&got, &expected, &format!("{ctx} (stderr:\n{err})"));
 }
 
 /// Before: the first connection that closed without a line, or whose first line was not a known

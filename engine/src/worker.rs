@@ -123,6 +123,16 @@ impl Worker {
             open.extend(aligner.open());
             let received = receive(&inputs, &open, idle_timeout);
             let now = Instant::now();
+            if idle_timeout.is_some() {
+                // An input with messages waiting is not silent, however long ago this worker
+                // last took one from it (a busy machine, another input read first): were it
+                // timed out, its rows would come in behind windows fired without them.
+                for (j, c) in inputs.iter().enumerate() {
+                    if !c.receiver().is_empty() {
+                        wm.touch(j, now);
+                    }
+                }
+            }
             let Some((i, msg)) = received else {
                 // Timed out: only idleness can have moved the watermark.
                 run.advance(wm.current(now))?;
