@@ -412,7 +412,10 @@ fn run_in(
                     )?
                 }
                 Some(p) => {
-                    progress(Progress::Step(format!("round {}: replay -p {p}", round + 1)));
+                    progress(Progress::Step(format!(
+                        "round {}: replay -p {p}",
+                        round + 1
+                    )));
                     time_child(Command::new(exe).arg("replay").arg(&log).args([
                         "--output-format",
                         "csv",
@@ -553,7 +556,9 @@ fn run_in(
             let _ = std::fs::remove_file(&out);
             let _ = std::fs::remove_dir_all(&ck);
             let mut c = Command::new(exe);
-            c.arg("replay").arg(&log).args(["--output-format", "csv", "-q", "-p"]);
+            c.arg("replay")
+                .arg(&log)
+                .args(["--output-format", "csv", "-q", "-p"]);
             c.arg(maxp.to_string()).arg("-o").arg(&out);
             if checkpointed {
                 progress(Progress::Step(format!(
@@ -564,7 +569,10 @@ fn run_in(
                     .arg(&ck)
                     .args(["--checkpoint-interval", &interval]);
             } else {
-                progress(Progress::Step(format!("round {}: replay -o FILE", round + 1)));
+                progress(Progress::Step(format!(
+                    "round {}: replay -o FILE",
+                    round + 1
+                )));
             }
             times[usize::from(checkpointed)] = time_child(&mut c)?.as_secs_f64();
         }
@@ -589,9 +597,7 @@ fn run_in(
     });
     rows.push(Row {
         group: "checkpoint",
-        name: format!(
-            "same, with --checkpoint-dir (every {interval}, exactly-once output)"
-        ),
+        name: format!("same, with --checkpoint-dir (every {interval}, exactly-once output)"),
         parallelism: Some(maxp),
         lines_per_sec: lines / ck_s,
         mb_per_sec: Some(bytes / ck_s / 1e6),
@@ -609,9 +615,9 @@ fn run_in(
         None => KafkaOutcome::Skipped {
             reason: "no --kafka HOST:PORT (start one with scripts/kafka.sh start)".into(),
         },
-        Some(broker) => {
-            kafka_part(cfg, broker, tmp, maxp, rounds, base_rate, progress, &mut rows)?
-        }
+        Some(broker) => kafka_part(
+            cfg, broker, tmp, maxp, rounds, base_rate, progress, &mut rows,
+        )?,
     };
     if cfg.quick {
         warnings.push("--quick: tiny inputs and one round; the numbers check that the suite runs, they measure nothing".into());
@@ -650,7 +656,9 @@ fn kafka_part(
     drop(log);
     let mut t: [Vec<f64>; 3] = Default::default();
     let (mut vs_limit, mut vs_alo) = (Vec::new(), Vec::new());
-    progress(Progress::Step("Kafka: warming up the limit's consumer".into()));
+    progress(Progress::Step(
+        "Kafka: warming up the limit's consumer".into(),
+    ));
     kafka::read_to_end(&input, n).map_err(BenchError::Kafka)?;
     for round in 0..rounds {
         progress(Progress::Step(format!("round {}: Kafka limit", round + 1)));

@@ -944,9 +944,8 @@ fn run_bench(a: BenchArgs) -> Result<(), weir::Error> {
             .map_err(|e| weir::Error::Io(weir::io::Error::io(&file, e)))?;
         return Ok(());
     }
-    let exe = std::env::current_exe().map_err(|e| {
-        weir::Error::Usage(format!("weir bench: cannot find its own binary: {e}"))
-    })?;
+    let exe = std::env::current_exe()
+        .map_err(|e| weir::Error::Usage(format!("weir bench: cannot find its own binary: {e}")))?;
     let mut cfg = if a.quick {
         BenchConfig::quick(exe)
     } else {

@@ -86,11 +86,18 @@ fn bench_quick_writes_the_table_json_and_svg() {
 
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert_well_formed(&svg);
-    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
     for part in ["<polyline", "<circle", "parallelism", "lines/s", "baseline"] {
         assert!(svg.contains(part), "the chart has {part:?}");
     }
-    assert_eq!(svg.matches("<circle").count(), cores(), "a point per parallelism");
+    assert_eq!(
+        svg.matches("<circle").count(),
+        cores(),
+        "a point per parallelism"
+    );
 }
 
 /// A small XML check: every tag closes in order, attributes are quoted, text has no bare `<`
@@ -105,7 +112,11 @@ fn assert_well_formed(xml: &str) {
             let tag = &after[..end];
             rest = &after[end + 1..];
             if let Some(name) = tag.strip_prefix('/') {
-                assert_eq!(stack.pop().as_deref(), Some(name.trim()), "closing </{name}>");
+                assert_eq!(
+                    stack.pop().as_deref(),
+                    Some(name.trim()),
+                    "closing </{name}>"
+                );
             } else {
                 let self_closing = tag.ends_with('/');
                 let body = tag.trim_end_matches('/');
@@ -153,8 +164,7 @@ fn version_names_the_commit() {
         .unwrap_or_else(|| panic!("`weir {} (COMMIT)`: {v:?}", env!("CARGO_PKG_VERSION")));
     let hash = inner.strip_suffix("-dirty").unwrap_or(inner);
     assert!(
-        hash == "unknown"
-            || (hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit())),
+        hash == "unknown" || (hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit())),
         "a commit hash or unknown: {v:?}"
     );
 }
@@ -165,7 +175,11 @@ fn help_and_summary_state_the_parallelism_defaults() {
     let default = format!("[default: the number of cores, {} here]", cores());
     // clap wraps long help lines: compare with whitespace collapsed.
     let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(flat.matches(&default).count(), 2, "-p and --parse-threads: {help}");
+    assert_eq!(
+        flat.matches(&default).count(),
+        2,
+        "-p and --parse-threads: {help}"
+    );
 
     let dir = tempdir();
     let log = dir.path().join("a.log");
@@ -200,8 +214,14 @@ fn license_file_matches_cargo_toml() {
         "no placeholder metadata in Cargo.toml"
     );
     let license = std::fs::read_to_string(root.join("LICENSE")).unwrap();
-    assert!(license.contains("Apache License"), "LICENSE is the Apache License");
+    assert!(
+        license.contains("Apache License"),
+        "LICENSE is the Apache License"
+    );
     assert!(license.contains("Version 2.0, January 2004"));
     assert!(license.contains("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION"));
-    assert!(license.contains("END OF TERMS AND CONDITIONS"), "the whole text");
+    assert!(
+        license.contains("END OF TERMS AND CONDITIONS"),
+        "the whole text"
+    );
 }

@@ -14,8 +14,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use weir_io::gen::{day_of, generate_vec, GenOptions};
 use weir::bench::parse::parse_all;
+use weir_io::gen::{day_of, generate_vec, GenOptions};
 use weir_io::parse::{detect_format, Columns, LogFormat, ParseOptions};
 
 /// Size of each generated log.

@@ -116,7 +116,13 @@ mod tests {
         let c = count_file(&log, 5_000, &mut out).unwrap();
         assert_eq!((c.lines, c.malformed, c.results), (4, 1, 2));
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("1715472000000,1715472005000,1.2.3.4,2\n"), "{text}");
-        assert!(text.contains("1715472005000,1715472010000,5.6.7.8,1\n"), "{text}");
+        assert!(
+            text.contains("1715472000000,1715472005000,1.2.3.4,2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1715472005000,1715472010000,5.6.7.8,1\n"),
+            "{text}"
+        );
     }
 }
