@@ -36,6 +36,9 @@ pub enum Error {
     /// This part of a run stopped because another part failed, whose error says why.
     #[error("stopped: {0}")]
     Stopped(&'static str),
+    /// `weir bench` could not complete a measurement.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     /// A network address could not be used.
     #[error("{addr}: {what}: {source}")]
     Net {

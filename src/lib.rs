@@ -8,7 +8,8 @@
 //!
 //! - [`engine`] (`weir-engine`): queues, partitioned pinned workers, windows, aggregates;
 //! - [`io`] (`weir-io`): log parsers, sources, sinks;
-//! - [`replay`] and [`serve`]: a log source wired to a job and a sink.
+//! - [`replay`] and [`serve`]: a log source wired to a job and a sink;
+//! - [`bench`]: the throughput suite `weir bench` runs.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -29,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpointed;
 mod coordinator;
 mod error;
@@ -40,5 +42,15 @@ pub mod units;
 pub mod verify;
 
 pub use error::{Error, Result};
+
+/// weir's version and the commit it was built from: `0.1.0 (3f2a9c1b7e0d)`, with `-dirty` when
+/// the tree had uncommitted changes, or `(unknown)` when built outside a git checkout (see
+/// `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WEIR_GIT_COMMIT"),
+    ")"
+);
 pub use weir_engine as engine;
 pub use weir_io as io;

@@ -32,12 +32,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// weir: count requests per client in event-time windows, fast, on one machine.
 #[derive(Parser)]
-#[command(name = "weir", version, about, long_about = None, after_help = "\
+#[command(name = "weir", version = weir::VERSION, about, long_about = None, after_help = "\
 Examples:
   weir gen --lines 1000000 --clients 10000 --output access.log
   weir replay access.log                      # HH:MM:SS client count, per 5 s window
   weir replay access.log.gz --output-format csv --output counts.csv
-  weir serve --listen 127.0.0.1:9999          # then: nc 127.0.0.1 9999 < access.log")]
+  weir serve --listen 127.0.0.1:9999          # then: nc 127.0.0.1 9999 < access.log
+  weir bench --json bench.json --plot scaling.svg")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,6 +95,61 @@ Example:
     /// missing, duplicated and wrong rows (exit status 0: clean, 1: differences, 2: could not
     /// check).
     Verify(VerifyArgs),
+    /// Measure weir on generated data: parsing alone, the engine alone, replay end to end at
+    /// parallelism 1 to the number of cores, checkpoint cost, and Kafka with --kafka; print a
+    /// table of lines/s, MB/s and the ratio to a single-threaded memchr + HashMap baseline.
+    #[command(after_help = "\
+Examples:
+  weir bench                                  # the standard suite: 10M lines, 5 rounds
+  weir bench --quick                          # a second or two: does everything work?
+  weir bench --kafka 127.0.0.1:9092 --json bench.json --plot scaling.svg
+
+Whole-process timings (replay, checkpoints, the baseline) run this binary as child processes,
+alternated round by round; medians are reported, and ratios are medians of paired runs. A
+warning is printed when the load average says other processes compete for the cores.")]
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Lines of the generated log (combined format, seed 7: `weir gen --rate 20000 --seed 7`).
+    #[arg(long, default_value_t = 10_000_000)]
+    lines: u64,
+    /// Distinct clients in the generated log.
+    #[arg(long, default_value_t = 100_000)]
+    clients: u64,
+    /// Rounds of each measurement (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Highest parallelism measured, from 1.
+    #[arg(long, value_name = "P", help = with_cores("Highest parallelism measured, from 1"))]
+    max_parallelism: Option<usize>,
+    /// Also measure Kafka → Kafka (exactly-once, at-least-once, the consumer-only limit) on
+    /// this broker, HOST:PORT (`scripts/kafka.sh start`: 127.0.0.1:9092).
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka: Option<String>,
+    /// Lines loaded into the Kafka input topic.
+    #[arg(long, default_value_t = 1_000_000)]
+    kafka_lines: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write an SVG chart of replay lines/s by parallelism to this file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Folder for the generated log and outputs (a subfolder, removed at the end); default the
+    /// system's temporary folder.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// A tiny run of every measurement (a second or two): checks the suite, measures nothing.
+    #[arg(long)]
+    quick: bool,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// The baseline's child process: count FILE with the baseline loop, CSV to stdout.
+    #[arg(long, hide = true, value_name = "FILE")]
+    baseline_child: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,7 +183,8 @@ struct JobArgs {
     #[arg(long, default_value = "client", value_delimiter = ',')]
     key: Vec<String>,
     /// Partition workers (threads pinned to cores when there are enough cores).
-    #[arg(long, short = 'p', default_value_t = 1)]
+    #[arg(long, short = 'p', default_value_t = cores(), hide_default_value = true,
+          help = with_cores("Partition workers (threads pinned to cores when there are enough cores)"))]
     parallelism: usize,
     /// Allow timestamps this far out of order (0: ascending; later rows behind a fired window
     /// are late).
@@ -164,11 +221,13 @@ struct ReplayArgs {
     input: PathBuf,
     #[command(flatten)]
     job: JobArgs,
-    /// Parser threads for a plain file (default: one per core).
-    #[arg(long)]
+    /// Parser threads for a plain file (gzip, stdin and pipes: one).
+    #[arg(long, help = with_cores("Parser threads for a plain file (gzip, stdin and pipes: one)"))]
     parse_threads: Option<usize>,
     /// Take barrier checkpoints into this folder, resume from its newest valid checkpoint of
-    /// the same job, and write --output exactly once (it appears whole at the end).
+    /// the same job, and write --output exactly once (it appears whole at the end). A resumed
+    /// run needs the same --parallelism: its default, the number of cores, holds on one
+    /// machine; pass -p explicitly to resume on another.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
     /// Time between checkpoints.
@@ -372,6 +431,7 @@ fn main() -> ExitCode {
         Command::Gen(a) => run_gen(a),
         Command::Run(a) => run_kafka(a),
         Command::Produce(a) => run_produce(a),
+        Command::Bench(a) => run_bench(a),
         Command::Verify(a) => match verify(&a.config()) {
             Ok(report) => {
                 print!("{report}");
@@ -463,6 +523,7 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
     let summary = summary.map_err(|e| e.in_input(&a.input))?;
     if !quiet {
         print_summary(&summary, &cfg.job);
+        eprintln!("weir: {}", parser_threads(&a.input, &cfg));
         if let Some(c) = &checkpoints {
             eprintln!(
                 "weir: {} checkpoints (mean {:.1} ms, max {:.1} ms, {} of state written); worker pause at barriers mean {:.1} µs, max {:.1} µs{}",
@@ -841,6 +902,111 @@ fn human_bytes(b: u64) -> String {
 /// The cores this process may use.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A flag's help ending in its default, the number of cores, and what that is here.
+fn with_cores(help: &str) -> String {
+    format!("{help} [default: the number of cores, {} here]", cores())
+}
+
+/// How many parser threads read `input`: up to --parse-threads (one per 1 MiB chunk at most)
+/// for a plain, uncompressed file, one for anything read as a stream.
+fn parser_threads(input: &std::path::Path, cfg: &ReplayConfig) -> String {
+    let plain = std::fs::metadata(input)
+        .ok()
+        .filter(|m| m.is_file() && input.as_os_str() != "-")
+        .filter(|_| {
+            let mut first = [0u8; 2];
+            let n = std::fs::File::open(input)
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+                .unwrap_or(0);
+            !weir::io::source::is_gzip(input, &first[..n])
+        });
+    match plain {
+        Some(m) => {
+            let chunks = m.len().div_ceil(cfg.chunk_bytes.max(1) as u64).max(1);
+            let n = (cfg.parse_threads as u64).clamp(1, chunks);
+            format!(
+                "{n} parser thread{} (--parse-threads {})",
+                if n == 1 { "" } else { "s" },
+                cfg.parse_threads
+            )
+        }
+        None => "1 parser thread (a stream is read by one)".to_string(),
+    }
+}
+
+fn run_bench(a: BenchArgs) -> Result<(), weir::Error> {
+    use weir::bench::{self, BenchConfig, Progress};
+    if let Some(file) = a.baseline_child {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        bench::baseline::count_file(&file, 5_000, &mut out)
+            .map_err(|e| weir::Error::Io(weir::io::Error::io(&file, e)))?;
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| weir::Error::Usage(format!("weir bench: cannot find its own binary: {e}")))?;
+    let mut cfg = if a.quick {
+        BenchConfig::quick(exe)
+    } else {
+        let mut c = BenchConfig::standard(exe);
+        c.lines = a.lines;
+        c.clients = a.clients.max(1);
+        c.rounds = a.rounds.max(1);
+        c.kafka_lines = a.kafka_lines.max(1);
+        c
+    };
+    if let Some(p) = a.max_parallelism {
+        if !(1..=MAX_PARALLELISM).contains(&p) {
+            return Err(weir::Error::Usage(format!(
+                "--max-parallelism {p} is out of range: 1 to {MAX_PARALLELISM}"
+            )));
+        }
+        cfg.max_parallelism = p;
+    }
+    cfg.kafka = a.kafka;
+    if let Some(d) = a.dir {
+        cfg.dir = d;
+    }
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+            )
+            .expect("valid template"),
+        )
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let report = bench::run(&cfg, &|p| match p {
+        Progress::Total(n) => bar.set_length(n),
+        Progress::Step(m) => {
+            if started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                bar.inc(1);
+            }
+            bar.set_message(m);
+        }
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    print!("{}", bench::report::table(&report));
+    let write = |path: &PathBuf, text: String| -> Result<(), weir::Error> {
+        let out = OutputFile::create(path).map_err(|e| weir::Error::Usage(e.to_string()))?;
+        let io_err = |e| weir::Error::Io(weir::io::Error::io(path, e));
+        std::io::Write::write_all(&mut out.handle()?, text.as_bytes()).map_err(io_err)?;
+        out.commit()?;
+        Ok(())
+    };
+    if let Some(path) = &a.json {
+        let json = serde_json::to_string_pretty(&report).expect("a report serialises");
+        write(path, json + "\n")?;
+    }
+    if let Some(path) = &a.plot {
+        write(path, bench::report::svg(&report))?;
+    }
+    Ok(())
 }
 
 /// A log format as the command line names it: one of [`LogFormat`], or `auto`.

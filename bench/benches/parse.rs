@@ -14,8 +14,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use weir::bench::parse::parse_all;
 use weir_io::gen::{day_of, generate_vec, GenOptions};
-use weir_io::parse::{detect_format, Columns, LineParser, LogFormat, ParseOptions};
+use weir_io::parse::{detect_format, Columns, LogFormat, ParseOptions};
 
 /// Size of each generated log.
 const TARGET_BYTES: u64 = 50 << 20;
@@ -40,23 +41,6 @@ fn log(format: LogFormat) -> (Vec<u8>, GenOptions) {
     (generate_vec(&opts).0, opts)
 }
 
-/// Parses all of `bytes` in 1 MiB chunks cut at line starts (as a file source does) and returns
-/// the number of rows, so that nothing is optimised away.
-fn parse(bytes: &[u8], opts: &ParseOptions) -> usize {
-    let mut parser = LineParser::new(opts.clone());
-    let mut rows = 0;
-    let mut emit = |b: arrow_array::RecordBatch| rows += black_box(b).num_rows();
-    let mut start = 0;
-    while start < bytes.len() {
-        let nominal = (start + (1 << 20)).min(bytes.len());
-        let end = memchr::memchr(b'\n', &bytes[nominal..]).map_or(bytes.len(), |i| nominal + i + 1);
-        parser.parse(&bytes[start..end], 1, &mut emit).unwrap();
-        start = end;
-    }
-    parser.flush(&mut emit);
-    rows
-}
-
 fn parsers(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     g.sample_size(10);
@@ -79,7 +63,7 @@ fn parsers(c: &mut Criterion) {
         };
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_function(BenchmarkId::new(format.name(), name), |b| {
-            b.iter(|| parse(bytes, &opts))
+            b.iter(|| parse_all(bytes, &opts))
         });
     }
     g.finish();

@@ -1,71 +1,8 @@
-//! Shared pieces of weir's benchmarks: seeded data generators, so every bench and the
-//! throughput harness measure the same inputs.
+//! Shared pieces of weir's benchmarks. The measurements themselves live in the `weir` crate
+//! (`weir::bench`, what `weir bench` runs), so that each has one implementation: this crate
+//! re-exports the seeded data generators for the criterion benches and keeps the binaries that
+//! `weir bench` does not cover (`barrier_pause`; `kafka_pipeline`'s memory and latency parts).
 
 #![warn(missing_docs)]
 
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-
-/// Schema of the engine benchmark rows: `ts` (ms), `key` (u32).
-pub fn key_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new("key", DataType::UInt32, false),
-    ]))
-}
-
-/// A small, fast, seeded PRNG (xorshift64*).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// `rows` rows in batches of `batch_rows`: uniformly random `u32` keys out of `keys`, event time
-/// advancing `rows_per_sec` rows per second from zero, in order.
-pub fn key_batches(
-    rows: usize,
-    keys: u32,
-    rows_per_sec: u64,
-    batch_rows: usize,
-    seed: u64,
-) -> Vec<RecordBatch> {
-    let mut rng = Rng::new(seed);
-    let schema = key_schema();
-    let mut out = Vec::with_capacity(rows.div_ceil(batch_rows));
-    let mut done = 0usize;
-    while done < rows {
-        let n = batch_rows.min(rows - done);
-        let ts: Vec<i64> = (done..done + n)
-            .map(|i| (i as u64 * 1_000 / rows_per_sec) as i64)
-            .collect();
-        let k: Vec<u32> = (0..n)
-            .map(|_| (rng.next_u64() % keys as u64) as u32)
-            .collect();
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMillisecondArray::from(ts)),
-            Arc::new(UInt32Array::from(k)),
-        ];
-        out.push(RecordBatch::try_new(Arc::clone(&schema), cols).expect("schema matches"));
-        done += n;
-    }
-    out
-}
+pub use weir::bench::engine::{key_batches, key_schema, Rng};

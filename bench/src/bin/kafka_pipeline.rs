@@ -1,11 +1,9 @@
 //! Kafka → Kafka on the local Apache Kafka broker (`scripts/kafka.sh start`, or `WEIR_KAFKA`):
 //!
 //! 1. throughput of a bounded `weir run` (`stop_at_end`, `-p 2`, 1 s checkpoints) with
-//!    exactly-once delivery, against at-least-once (same job, same checkpoints, no transactions)
-//!    and against **the limit**: a plain librdkafka consumer (`read_committed`, the same fetch
-//!    settings as weir's partition readers) that reads the same input topic to its end and
-//!    discards the records. The three alternate in one process, round after round, so all see
-//!    the same machine; each run gets a fresh output topic, group and checkpoint folder.
+//!    exactly-once delivery, against at-least-once and against **the limit** (a plain
+//!    consumer): the pieces of `weir::bench::kafka`, which `weir bench --kafka HOST:PORT` runs
+//!    too (that is the one to use for throughput alone), printed here with CPU times.
 //! 2. peak memory: one more exactly-once run in a child process (this binary again), its peak
 //!    resident set (VmHWM) read from /proc; and the broker's VmHWM since it started.
 //! 3. end-to-end latency: lines produced live with the current time as event time, an unbounded
@@ -21,12 +19,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use weir::bench::kafka::{bounded, now_ms, read_to_end, unique, url};
 use weir::io::kafka::load::load_lines;
 use weir::io::kafka::txn::Delivery;
 use weir::io::kafka::{client_config, ensure_topic, KafkaUrl};
@@ -44,7 +43,7 @@ fn main() {
         // The child of `peak_rss`: one bounded exactly-once run of INPUT in DIR, named ID.
         let input: KafkaUrl = args.nth(1).expect("INPUT").parse().expect("INPUT");
         let (dir, id) = (args.next().expect("DIR"), args.next().expect("ID"));
-        let cfg = bounded(&broker, &input, dir.as_ref(), &id, Delivery::ExactlyOnce);
+        let cfg = bounded(&broker, &input, dir.as_ref(), &id, Delivery::ExactlyOnce, 2);
         let s = run(&cfg, &|_| {}).unwrap();
         println!("{}", s.parse.lines);
         return;
@@ -79,7 +78,7 @@ fn main() {
     let broker_pid = broker_pid();
     for round in 0..rounds {
         let cpu = Cpu::now(broker_pid.as_deref());
-        let secs = read_to_end(&input, lines);
+        let secs = read_to_end(&input, lines).unwrap().as_secs_f64();
         println!(
             "round {round} {:>13}: {secs:.2} s, {:.0} lines/s; {}",
             "limit",
@@ -92,7 +91,7 @@ fn main() {
             ("at-least-once", Delivery::AtLeastOnce),
         ] {
             let id = format!("{tag}-{round}-{name}");
-            let cfg = bounded(&broker, &input, &tmp, &id, delivery);
+            let cfg = bounded(&broker, &input, &tmp, &id, delivery, 2);
             let cpu = Cpu::now(broker_pid.as_deref());
             let s = run(&cfg, &|_| {}).unwrap();
             assert_eq!(s.parse.lines, lines, "{name}: every line read");
@@ -134,67 +133,6 @@ fn main() {
 
 /// The argument that makes this binary the child of [`peak_rss`].
 const RSS_CHILD: &str = "--rss-child";
-
-/// A bounded run of `input` (`-p 2`, 1 s checkpoints) into a fresh output topic, with group,
-/// transactional id and checkpoint folder named `id`.
-fn bounded(
-    broker: &str,
-    input: &KafkaUrl,
-    tmp: &std::path::Path,
-    id: &str,
-    delivery: Delivery,
-) -> KafkaRunConfig {
-    let id = format!("bench-{id}");
-    let mut cfg = KafkaRunConfig::new(
-        Source::Kafka(input.clone()),
-        url(broker, &format!("{id}-out")),
-        tmp.join(&id),
-    );
-    cfg.group = id.clone();
-    cfg.transactional_id = id;
-    cfg.delivery = delivery;
-    cfg.stop_at_end = true;
-    cfg.job.parallelism = 2;
-    cfg.interval = Duration::from_secs(1);
-    cfg
-}
-
-/// The limit: a plain consumer reads every partition of `input` to its end (`read_committed`,
-/// records discarded); returns the seconds from its creation to the last record, as a run's
-/// time counts from its start.
-fn read_to_end(input: &KafkaUrl, lines: u64) -> f64 {
-    let t = Instant::now();
-    let c: BaseConsumer = client_config(&input.brokers)
-        .set("group.id", format!("bench-limit-{}", unique()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "50")
-        .set("queued.min.messages", "200000")
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(&input.topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..md.topics()[0].partitions().len() as i32 {
-        tpl.add_partition_offset(&input.topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let (mut n, mut bytes) = (0u64, 0usize);
-    while n < lines {
-        match c.poll(Duration::from_secs(10)) {
-            Some(Ok(m)) => {
-                n += 1;
-                bytes += m.payload().map_or(0, <[u8]>::len);
-            }
-            Some(Err(e)) => panic!("limit consumer: {e}"),
-            None => panic!("limit consumer: nothing for 10 s at {n} of {lines} records"),
-        }
-    }
-    std::hint::black_box(bytes);
-    t.elapsed().as_secs_f64()
-}
 
 /// Peak resident memory of one bounded exactly-once run in a child process, and of the broker
 /// since it started (its pid from `scripts/kafka.sh`'s run folder).
@@ -389,22 +327,4 @@ fn latency(broker: &str, tmp: &std::path::Path, interval: Duration, live: Durati
         lat[lat.len() - 1],
         lat.len()
     );
-}
-
-fn url(broker: &str, topic: &str) -> KafkaUrl {
-    KafkaUrl {
-        brokers: broker.to_owned(),
-        topic: topic.to_owned(),
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn unique() -> String {
-    format!("{}-{}", std::process::id(), now_ms())
 }
