@@ -117,7 +117,7 @@ pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> Result<J
         .path()
         .canonicalize()
         .unwrap_or_else(|_| file.path().to_owned());
-    let input_file = InputFile::of(file.file()).map_err(|e| weir_io::Error::io(file.path(), e))?;
+    let input_file = input_identity(file)?;
     Ok(JobIdentity {
         input: format!(
             "{} ({format}, chunks of {} bytes, {:?}, {:?} output)",
@@ -131,6 +131,22 @@ pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> Result<J
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
         input_file: Some(input_file),
+    })
+}
+
+/// The identity of a mapped input file ([`InputFile`]). Its sampled blocks are read through the
+/// file: one that ends early was truncated since it was mapped, and is named as such.
+pub(crate) fn input_identity(file: &MappedFile) -> Result<InputFile> {
+    InputFile::of(file.file()).map_err(|e| {
+        let e = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            std::io::Error::new(
+                e.kind(),
+                "the file was truncated while weir was reading it (another process changed it)",
+            )
+        } else {
+            e
+        };
+        weir_io::Error::io(file.path(), e).into()
     })
 }
 

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use weir_engine::checkpoint::{InputFile, JobIdentity};
+use weir_engine::checkpoint::JobIdentity;
 use weir_engine::{Input, JobStats, ResultSink, SinkError};
 use weir_io::kafka::reader::PartitionReader;
 use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
@@ -618,7 +618,7 @@ fn identity(
         _ => cfg.from.to_string(),
     };
     let input_file = match file {
-        Some(f) => Some(InputFile::of(f.file()).map_err(|e| weir_io::Error::io(f.path(), e))?),
+        Some(f) => Some(crate::checkpointed::input_identity(f)?),
         None => None,
     };
     Ok(JobIdentity {
