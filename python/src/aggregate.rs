@@ -179,12 +179,14 @@ fn schema_change(first: &SchemaRef, now: &SchemaRef) -> EngineError {
     for f in first.fields() {
         match now.field_with_name(f.name()) {
             Ok(g) if g.data_type() == f.data_type() => {}
-            Ok(g) => return EngineError::Plan(format!(
+            Ok(g) => {
+                return EngineError::Plan(format!(
                 "column `{}` of a pushed batch is {}, the job expects {} (the first push's type)",
                 f.name(),
                 g.data_type(),
                 f.data_type()
-            )),
+            ))
+            }
             Err(_) => {
                 return EngineError::Plan(format!("a pushed batch has no column `{}`", f.name()))
             }
