@@ -461,10 +461,9 @@ pub fn replay_checkpointed(
         );
     }
 
-    let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let spec = job_builder(&cfg.job, run.threads)
-        .snapshots(snap_tx)
+        .checkpoints(true)
         .build()?;
     let schema = weir_io::parse::LineParser::new(opts.clone()).schema();
     let out_schema = spec.output_schema(&schema)?;
@@ -482,11 +481,11 @@ pub fn replay_checkpointed(
         epoch: committed + 1,
         events: events_tx,
     });
-    let job = match &restored {
+    let mut job = match &restored {
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
         None => spec.start_with_sink(schema.clone(), sink)?,
     };
-    drop(spec);
+    let snap_rx = job.take_snapshots().expect("built with checkpoints");
     let mut started = Started::attach(job, &cfg.job, schema)?;
     let inputs = started.job.take_inputs();
 

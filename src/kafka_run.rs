@@ -344,10 +344,9 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         (Source::File(_), None) => unreachable!("the file was opened above"),
     }
 
-    let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
     let spec = job_builder(&cfg.job, partitions)
         .idle_timeout(cfg.idle_timeout)
-        .snapshots(snap_tx)
+        .checkpoints(true)
         .build()?;
     let schema = LineParser::new(opts.clone()).schema();
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded();
@@ -376,6 +375,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
         None => spec.start_with_sink(schema, sink)?,
     };
+    let snap_rx = job.take_snapshots().expect("built with checkpoints");
     let job_inputs = job.take_inputs();
 
     let requested = AtomicU64::new(committed);

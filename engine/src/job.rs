@@ -28,6 +28,7 @@ use crate::partition::Partitioner;
 use crate::plan::Plan;
 use crate::queue::{self, Producer};
 use crate::sink::{collect, CollectorReport, ResultSink, SinkError};
+use crate::snapshot::WorkerSnapshot;
 use crate::spec::JobSpec;
 use crate::state::RestoredWorker;
 use crate::stats::JobStats;
@@ -130,6 +131,12 @@ impl JobSpec {
             (None, None)
         };
 
+        let (snapshots_tx, snapshots_rx) = if self.checkpoints {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let mut outputs = Vec::with_capacity(p);
         let mut workers = Vec::with_capacity(p);
         for (index, inputs) in consumers.into_iter().enumerate() {
@@ -143,7 +150,7 @@ impl JobSpec {
                 late: late_tx.clone(),
                 idle_timeout: self.idle_timeout,
                 core: cores.as_ref().map(|ids| ids[index]),
-                snapshots: self.snapshots.clone(),
+                snapshots: snapshots_tx.clone(),
                 restored: restored.as_mut().and_then(Iterator::next),
             };
             let handle = std::thread::Builder::new()
@@ -152,7 +159,7 @@ impl JobSpec {
                 .map_err(|e| EngineError::Execution(format!("cannot start worker thread: {e}")))?;
             workers.push(handle);
         }
-        drop(late_tx);
+        drop((late_tx, snapshots_tx));
 
         let ordered = self.ordered;
         let collector = std::thread::Builder::new()
@@ -177,6 +184,7 @@ impl JobSpec {
             inputs,
             results: None,
             late: late_rx,
+            snapshots: snapshots_rx,
             workers,
             collector,
             totals,
@@ -338,6 +346,7 @@ pub struct RunningJob {
     inputs: Vec<Input>,
     results: Option<Receiver<RecordBatch>>,
     late: Option<Receiver<RecordBatch>>,
+    snapshots: Option<Receiver<WorkerSnapshot>>,
     workers: Vec<JoinHandle<Result<WorkerReport>>>,
     collector: JoinHandle<Result<CollectorReport>>,
     totals: Arc<InputTotals>,
@@ -366,7 +375,7 @@ impl RunningJob {
         self.results.take()
     }
 
-    /// Late rows, when built with [`JobBuilder::late_output`]. Drain it: a full side output
+    /// Late rows, when built with [`JobBuilder::late_output`](crate::JobBuilder::late_output). Drain it: a full side output
     /// (1024 batches) blocks the workers.
     pub fn late_records(&self) -> Option<&Receiver<RecordBatch>> {
         self.late.as_ref()
@@ -375,6 +384,13 @@ impl RunningJob {
     /// Takes the late-rows channel.
     pub fn take_late_records(&mut self) -> Option<Receiver<RecordBatch>> {
         self.late.take()
+    }
+
+    /// Takes the channel of worker snapshots, when built with [`JobBuilder::checkpoints`](crate::JobBuilder::checkpoints): one
+    /// per worker at each aligned barrier; it disconnects when every worker has ended. The
+    /// receiver must keep up with checkpoints (it is unbounded).
+    pub fn take_snapshots(&mut self) -> Option<Receiver<WorkerSnapshot>> {
+        self.snapshots.take()
     }
 
     /// The schema of result batches.

@@ -11,7 +11,6 @@ use std::time::Duration;
 use crate::aggregate::AggregateExpr;
 use crate::error::{EngineError, Result};
 use crate::queue;
-use crate::snapshot::WorkerSnapshot;
 use crate::watermark::WatermarkStrategy;
 use crate::window::TumblingWindows;
 
@@ -57,7 +56,7 @@ impl Default for JobBuilder {
                 pin_workers: true,
                 ordered: true,
                 late_output: false,
-                snapshots: None,
+                checkpoints: false,
             },
             window: Duration::from_secs(5),
         }
@@ -153,11 +152,13 @@ impl JobBuilder {
         self
     }
 
-    /// Sends every worker's [`WorkerSnapshot`] here at each aligned checkpoint barrier (see
-    /// [`Input::barrier`](crate::Input::barrier)). Without it barriers still align and reach the sink, but no state is
-    /// saved. The receiver must keep up: a worker waits while this channel is full.
-    pub fn snapshots(mut self, tx: crossbeam_channel::Sender<WorkerSnapshot>) -> Self {
-        self.spec.snapshots = Some(tx);
+    /// Takes a [`WorkerSnapshot`] of every worker at each aligned checkpoint barrier (see
+    /// [`Input::barrier`](crate::Input::barrier)), delivered on the running job's
+    /// [`RunningJob::take_snapshots`](crate::RunningJob::take_snapshots) channel, which
+    /// disconnects when every worker has ended. Without it barriers still align and reach the
+    /// sink, but no state is saved.
+    pub fn checkpoints(mut self, on: bool) -> Self {
+        self.spec.checkpoints = on;
         self
     }
 
@@ -212,7 +213,7 @@ pub struct JobSpec {
     pub(crate) pin_workers: bool,
     pub(crate) ordered: bool,
     pub(crate) late_output: bool,
-    pub(crate) snapshots: Option<crossbeam_channel::Sender<WorkerSnapshot>>,
+    pub(crate) checkpoints: bool,
 }
 
 impl JobSpec {

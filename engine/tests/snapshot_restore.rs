@@ -88,18 +88,17 @@ impl ResultSink for Recorder {
     }
 }
 
-fn spec(p: usize, snapshots: Option<crossbeam_channel::Sender<WorkerSnapshot>>) -> JobSpec {
-    let mut b = Job::builder()
+fn spec(p: usize, checkpoints: bool) -> JobSpec {
+    Job::builder()
         .parallelism(p)
         .key_by(["k"])
         .tumbling(Duration::from_secs(1))
         .watermark(WatermarkStrategy::BoundedOutOfOrderness(1_000))
         .aggregate([count(), sum("v")])
-        .pin_workers(false);
-    if let Some(tx) = snapshots {
-        b = b.snapshots(tx);
-    }
-    b.build().unwrap()
+        .pin_workers(false)
+        .checkpoints(checkpoints)
+        .build()
+        .unwrap()
 }
 
 type Rows = BTreeMap<(i64, i64), (u64, i64)>;
@@ -125,11 +124,11 @@ fn restore_after_any_checkpoint_gives_the_uninterrupted_result() {
     let every = 20; // a barrier after every 20 batches
     for p in [1, 3] {
         // The uninterrupted run, taking snapshots and remembering where each barrier was.
-        let (tx, rx) = crossbeam_channel::unbounded();
         let events = Arc::new(Mutex::new(Vec::new()));
-        let mut job = spec(p, Some(tx))
+        let mut job = spec(p, true)
             .start_with_sink(schema(), Box::new(Recorder(Arc::clone(&events))))
             .unwrap();
+        let rx = job.take_snapshots().expect("built with checkpoints");
         let mut input = job.input().unwrap();
         let mut positions = BTreeMap::new(); // epoch -> (batches pushed, max timestamp)
         for (i, b) in data.iter().enumerate() {
@@ -166,7 +165,7 @@ fn restore_after_any_checkpoint_gives_the_uninterrupted_result() {
             }
             let slices: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
             let after = Arc::new(Mutex::new(Vec::new()));
-            let mut job = spec(p, None)
+            let mut job = spec(p, false)
                 .start_restored(schema(), Box::new(Recorder(Arc::clone(&after))), &slices)
                 .unwrap();
             let mut input = job.input().unwrap();
@@ -195,7 +194,7 @@ fn restore_after_any_checkpoint_gives_the_uninterrupted_result() {
 #[test]
 fn restoring_with_another_parallelism_is_refused() {
     let states: Vec<&[u8]> = vec![&[0u8; 16], &[0u8; 16]];
-    let err = spec(3, None)
+    let err = spec(3, false)
         .start_restored(schema(), Box::new(Recorder(Arc::default())), &states)
         .unwrap_err();
     assert!(err.to_string().contains("parallelism"), "{err}");
@@ -203,7 +202,7 @@ fn restoring_with_another_parallelism_is_refused() {
 
 #[test]
 fn a_corrupt_state_is_an_error_not_a_panic() {
-    let err = spec(1, None)
+    let err = spec(1, false)
         .start_restored(
             schema(),
             Box::new(Recorder(Arc::default())),

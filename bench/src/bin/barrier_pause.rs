@@ -30,18 +30,18 @@ fn main() {
         // Rows cover every key once (the window then holds k groups), all in one window.
         let fill = key_batches(k as usize * 3, k, u64::MAX / 4, 8192, 3);
         let touch = key_batches(8192, k, u64::MAX / 4, 8192, 4);
-        let (tx, rx) = crossbeam_channel::unbounded();
         let spec = Job::builder()
             .key_by(["key"])
             .tumbling(Duration::from_secs(3600))
             .aggregate([count()])
-            .snapshots(tx)
+            .checkpoints(true)
             .build()
             .expect("valid job");
         let sink = |_b: arrow_array::RecordBatch| -> Result<(), SinkError> { Ok(()) };
         let mut job = spec
             .start_with_sink(key_schema(), Box::new(sink))
             .expect("start");
+        let rx = job.take_snapshots().expect("built with checkpoints");
         let mut input = job.input().expect("one input");
         for b in &fill {
             input.push(b.clone()).expect("push");
