@@ -122,12 +122,6 @@ pub(crate) struct Coordinator<'a> {
     pub dropping: &'a dyn Fn(u64, u64) -> String,
 }
 
-/// The pieces of one checkpoint gathered so far.
-struct Gathered<M> {
-    states: Vec<Option<WorkerSnapshot>>,
-    mark: Option<M>,
-}
-
 enum Next<M> {
     /// Checkpoint `n` is gathered.
     Complete(Vec<WorkerSnapshot>, M),
@@ -260,27 +254,25 @@ impl Coordinator<'_> {
     ) -> Result<Next<K::Mark>> {
         let events = sink.events();
         let timeout = crossbeam_channel::at(requested + CHECKPOINT_TIMEOUT);
-        let mut g = Gathered {
-            states: (0..self.workers).map(|_| None).collect(),
-            mark: None,
-        };
+        let mut states: Vec<Option<WorkerSnapshot>> = (0..self.workers).map(|_| None).collect();
+        let mut mark = None;
         loop {
-            if g.states.iter().all(Option::is_some) && source.positions(epoch).is_some() {
-                if let Some(mark) = g.mark.take() {
-                    let states = g.states.into_iter().map(|s| s.expect("all")).collect();
+            if states.iter().all(Option::is_some) && source.positions(epoch).is_some() {
+                if let Some(mark) = mark.take() {
+                    let states = states.into_iter().map(|s| s.expect("all")).collect();
                     return Ok(Next::Complete(states, mark));
                 }
             }
             crossbeam_channel::select! {
                 recv(self.snapshots) -> s => if let Ok(s) = s {
-                    if s.epoch == epoch { let w = s.worker; g.states[w] = Some(s); }
+                    if s.epoch == epoch { let w = s.worker; states[w] = Some(s); }
                 },
                 recv(reports) -> r => match r {
                     Ok(r) => source.report(r),
                     Err(_) => *reports = never(),
                 },
                 recv(events) -> e => match e {
-                    Ok(SinkEvent::Ready(n, m)) if n == epoch => g.mark = Some(m),
+                    Ok(SinkEvent::Ready(n, m)) if n == epoch => mark = Some(m),
                     Ok(SinkEvent::Ready(..)) => {}
                     // The input ended before the barrier passed everything: the final epoch
                     // takes over whatever this one holds.
@@ -293,9 +285,9 @@ impl Coordinator<'_> {
                          of {} workers, sink ready: {}",
                         CHECKPOINT_TIMEOUT.as_secs(),
                         source.missing(epoch),
-                        g.states.iter().flatten().count(),
+                        states.iter().flatten().count(),
                         self.workers,
-                        g.mark.is_some(),
+                        mark.is_some(),
                     ))));
                 }
             }

@@ -418,7 +418,6 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             epoch: 0,
             at: Vec::new(),
             finals: Vec::new(),
-            failed: false,
         };
         let mut committer = KafkaCommitter {
             cfg,
@@ -796,7 +795,6 @@ struct KafkaBarriers<'a> {
     at: Vec<PartitionPosition>,
     /// Final positions of readers that finished.
     finals: Vec<PartitionPosition>,
-    failed: bool,
 }
 
 impl BarrierSource for KafkaBarriers<'_> {
@@ -811,7 +809,9 @@ impl BarrierSource for KafkaBarriers<'_> {
             Report::At(e, p) if e == self.epoch => self.at.push(p),
             Report::At(..) => {}
             Report::Final(p) => self.finals.push(p),
-            Report::Failed => self.failed = true,
+            // The reader set `Shared::failed` before it sent this: the report only wakes the
+            // coordinator up.
+            Report::Failed => {}
         }
     }
 
@@ -840,7 +840,7 @@ impl BarrierSource for KafkaBarriers<'_> {
     }
 
     fn failed(&self) -> bool {
-        self.failed || self.shared.failed.load(Ordering::Relaxed)
+        self.shared.failed.load(Ordering::Relaxed)
     }
 
     fn missing(&self, _epoch: u64) -> String {
