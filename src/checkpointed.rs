@@ -1,7 +1,7 @@
 //! `weir replay --checkpoint-dir`: barrier checkpoints, recovery and exactly-once file output.
 //!
 //! ```text
-//!  timer ─▶ claims.request(n) ─▶ every parser thread injects barrier n before its next chunk
+//!  timer ─▶ chunks.request(n) ─▶ every parser thread injects barrier n before its next chunk
 //!                                   │
 //!  workers align n, freeze state ───┼──▶ snapshots ──▶ coordinator: write worker-i.state, fsync
 //!  collector aligns n ──▶ sink marks the results file (len, xxh3) ──▶ coordinator ──┘
@@ -260,11 +260,11 @@ struct FileBarriers<'a, 'f> {
 
 impl FileBarriers<'_, '_> {
     fn position(&self, chunk: usize, max_ts: i64) -> serde_json::Value {
-        let (lines, rows, malformed) = self.run.counts_before(chunk);
+        let (lines, rows, malformed) = self.run.chunks.counts_before(chunk);
         serde_json::to_value(SourcePosition {
             chunk,
-            chunk_bytes: self.run.chunk_bytes,
-            offset: self.run.chunk_start(chunk) as u64,
+            chunk_bytes: self.run.chunks.chunk_bytes(),
+            offset: self.run.chunks.chunk_start(chunk) as u64,
             max_ts,
             lines,
             rows,
@@ -285,9 +285,9 @@ impl BarrierSource for FileBarriers<'_, '_> {
 
     fn request(&mut self, epoch: u64, last: bool) {
         let chunk = if last {
-            self.run.claims.request_last(epoch)
+            self.run.chunks.request_last(epoch)
         } else {
-            self.run.claims.request(epoch)
+            self.run.chunks.request(epoch)
         };
         self.at = Some((epoch, chunk));
     }
@@ -295,15 +295,15 @@ impl BarrierSource for FileBarriers<'_, '_> {
     fn positions(&self, epoch: u64) -> Option<serde_json::Value> {
         // Known once the barrier passed every worker, which the coordinator waits for.
         let (_, chunk) = self.at.filter(|(e, _)| *e == epoch)?;
-        Some(self.position(chunk, self.run.max_ts_before(chunk)))
+        Some(self.position(chunk, self.run.chunks.max_ts_before(chunk)))
     }
 
     fn final_positions(&self) -> Option<serde_json::Value> {
-        Some(self.position(self.run.chunks, i64::MAX))
+        Some(self.position(self.run.chunks.len(), i64::MAX))
     }
 
     fn failed(&self) -> bool {
-        self.run.failed()
+        self.run.chunks.failed()
     }
 
     fn missing(&self, _epoch: u64) -> String {
@@ -452,7 +452,7 @@ pub fn replay_checkpointed(
 
     let mut run = FileRun::new(cfg, &file, opts.clone(), position.chunk);
     if position.chunk > 0 {
-        run.resume(
+        run.chunks.resume(
             position.lines,
             position.rows,
             position.malformed,
@@ -532,7 +532,7 @@ pub fn replay_checkpointed(
     let joined = started.join();
     let (parse_stats, job_stats) = run.settle(parsed, joined)?;
     let done = coordinated?;
-    let totals = run.counts_before(run.chunks);
+    let totals = run.chunks.counts_before(run.chunks.len());
     let mut parse = parse_stats;
     (parse.lines, parse.rows, parse.malformed) = totals;
     let cstats = CheckpointStats {

@@ -7,9 +7,11 @@ pub enum Error {
     /// The request cannot work as given (a missing file, a bad flag value): fix the command.
     #[error("{0}")]
     Usage(String),
-    /// Reading, parsing or writing failed.
+    /// Reading, parsing or writing failed. (A `weir_io::Error` that wraps an engine or Kafka
+    /// error, or says a source stopped, converts into [`Error::Engine`], [`Error::Kafka`] or
+    /// [`Error::Stopped`] instead: each failure has one shape.)
     #[error(transparent)]
-    Io(#[from] weir_io::Error),
+    Io(weir_io::Error),
     /// A malformed line of a `--strict` run, with the input it is in (the parser knows lines,
     /// not files): see [`Error::in_input`].
     #[error("{input}: {source}")]
@@ -52,6 +54,17 @@ pub enum Error {
     },
 }
 
+impl From<weir_io::Error> for Error {
+    fn from(e: weir_io::Error) -> Self {
+        match e {
+            weir_io::Error::Engine(e) => Error::Engine(e),
+            weir_io::Error::Kafka(e) => Error::Kafka(e),
+            weir_io::Error::Stopped(why) => Error::Stopped(why),
+            e => Error::Io(e),
+        }
+    }
+}
+
 impl Error {
     /// The process exit status for this error: 2 when the command line is at fault, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
@@ -72,6 +85,20 @@ impl Error {
             }
         }
         best
+    }
+
+    /// The outcome of a run from the errors of the parts that fed its job (readers, parser
+    /// threads, connections) and the job's own result: the most telling error of all
+    /// ([`Error::most_telling`]), the feeders' first; the job's result if nothing failed.
+    pub(crate) fn settle<T>(fed: impl IntoIterator<Item = Error>, joined: Result<T>) -> Result<T> {
+        let (joined, job_error) = match joined {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        match Error::most_telling(fed.into_iter().chain(job_error)) {
+            Some(e) => Err(e),
+            None => Ok(joined.expect("the job succeeded")),
+        }
     }
 
     /// Whether this error only echoes another part's failure: a part stopped because another

@@ -40,6 +40,7 @@ use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
 use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
 use weir_io::sink::RowRenderer;
 use weir_io::source::MappedFile;
+use weir_io::split::{Driver, Split, Step};
 
 pub mod source;
 
@@ -676,102 +677,138 @@ fn pick_kafka_format(
     Ok((LogFormat::Combined, opened))
 }
 
-/// One partition: read runs of records, parse them, push; inject barriers when asked; in a
-/// bounded run, finish once every partition reached its end. Returns the partition and its
-/// parse counters.
+/// One partition, driven by the one source driver until its split ends (a bounded run, once
+/// every partition reached its end) or the run stops at its last barrier. Returns the partition
+/// and its parse counters.
 #[allow(clippy::too_many_arguments)]
 fn read_partition(
-    mut reader: Reader,
+    reader: Reader,
     mut input: Input,
     opts: ParseOptions,
     max_ts: Option<i64>,
     end: Option<i64>,
     shared: &Shared<'_>,
     positions: &Sender<Report>,
-    mut injected: u64,
+    injected: u64,
     delay: Duration,
 ) -> Result<(i32, ParseStats)> {
     let partition = reader.partition();
-    let mut parser = LineParser::new(opts);
     if let Some(ts) = max_ts {
         input.advance_to(ts)?;
     }
-    let mut buf = Vec::with_capacity(1 << 20);
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    let mut reached_end = false;
-    let mut finish_at: Option<Instant> = None;
-    let mut last_record = Instant::now();
-    let position = |input: &Input, reader: &Reader| PartitionPosition {
-        partition,
-        offset: reader.position(),
-        max_ts: input.max_timestamp(),
-        lines: reader.lines_before(),
+    let mut split = PartitionSplit {
+        reader,
+        shared,
+        positions,
+        injected,
+        end,
+        reached_end: false,
+        finish_at: None,
+        last_record: Instant::now(),
+        buf: Vec::with_capacity(1 << 20),
+        // Small reads when throttled, so that a slowed run still moves in small steps.
+        read_bytes: if delay.is_zero() { 1 << 20 } else { 1 << 14 },
     };
-    loop {
+    let mut driver = Driver::new(LineParser::new(opts)).with_pace(delay);
+    driver.run(&mut split, &mut input)?;
+    input.finish()?;
+    Ok((partition, driver.into_stats()))
+}
+
+/// A partition's split: runs of records; a barrier wherever the reader is when one is
+/// requested; in a bounded run, the end once every partition has reached its end offset.
+struct PartitionSplit<'a> {
+    reader: Reader,
+    shared: &'a Shared<'a>,
+    positions: &'a Sender<Report>,
+    /// The last barrier injected.
+    injected: u64,
+    /// The end offset of a bounded run.
+    end: Option<i64>,
+    reached_end: bool,
+    /// When this partition finishes, once every partition is at its end (staggered).
+    finish_at: Option<Instant>,
+    last_record: Instant,
+    buf: Vec<u8>,
+    read_bytes: usize,
+}
+
+impl PartitionSplit<'_> {
+    fn position(&self, input: &Input) -> PartitionPosition {
+        PartitionPosition {
+            partition: self.reader.partition(),
+            offset: self.reader.position(),
+            max_ts: input.max_timestamp(),
+            lines: self.reader.lines_before(),
+        }
+    }
+}
+
+impl Split for PartitionSplit<'_> {
+    fn next(&mut self) -> weir_io::Result<Step<'_>> {
+        let shared = self.shared;
         if shared.failed.load(Ordering::Relaxed) {
-            return Err(Error::Stopped("another part of the run failed"));
+            return Err(weir_io::Error::Stopped("another part of the run failed"));
         }
         let want = shared.requested.load(Ordering::Acquire);
-        if want > injected {
-            parser.flush(&mut |b| batches.push(b));
-            for b in batches.drain(..) {
-                input.push(b)?;
-            }
-            let _ = positions.send(Report::At(want, position(&input, &reader)));
-            input.barrier(want)?;
-            injected = want;
-            if shared.last_epoch.load(Ordering::Acquire) == want {
-                // Suspended at this barrier: nothing after it is read.
-                input.finish()?;
-                return Ok((partition, parser.take_stats()));
-            }
+        if want > self.injected {
+            self.injected = want;
+            // The last barrier (a suspend): nothing after it is read.
+            let last = shared.last_epoch.load(Ordering::Acquire) == want;
+            return Ok(Step::Barrier { epoch: want, last });
         }
         let stopped = shared.stop.is_some_and(|s| s.load(Ordering::Relaxed));
-        if !reached_end && (stopped || end.is_some_and(|e| reader.position() >= e)) {
-            reached_end = true;
+        let past_end = self.end.is_some_and(|e| self.reader.position() >= e);
+        if !self.reached_end && (stopped || past_end) {
+            self.reached_end = true;
             shared.at_end.fetch_add(1, Ordering::AcqRel);
         }
-        if reached_end {
+        if self.reached_end {
             let all_at_end = shared.at_end.load(Ordering::Acquire) == shared.readers;
-            if all_at_end && finish_at.is_none() {
-                finish_at = Some(Instant::now() + shared.finish_stagger * partition as u32);
+            if all_at_end && self.finish_at.is_none() {
+                let stagger = shared.finish_stagger * self.reader.partition() as u32;
+                self.finish_at = Some(Instant::now() + stagger);
             }
-            if finish_at.is_some_and(|t| Instant::now() >= t) {
-                parser.flush(&mut |b| batches.push(b));
-                for b in batches.drain(..) {
-                    input.push(b)?;
-                }
-                let _ = positions.send(Report::Final(position(&input, &reader)));
-                input.finish()?;
-                return Ok((partition, parser.take_stats()));
+            if self.finish_at.is_some_and(|t| Instant::now() >= t) {
+                return Ok(Step::End);
             }
             std::thread::sleep(Duration::from_millis(5));
-            continue;
+            return Ok(Step::Idle);
         }
-        buf.clear();
-        let max = if delay.is_zero() { 1 << 20 } else { 1 << 14 };
-        let run = reader.read(&mut buf, max, Duration::from_millis(50))?;
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
+        self.buf.clear();
+        let run = self
+            .reader
+            .read(&mut self.buf, self.read_bytes, Duration::from_millis(50))?;
         if run.lines > 0 {
-            parser.parse(&buf, run.first as u64, &mut |b| batches.push(b))?;
-            last_record = Instant::now();
-        } else if let Some(e) = end.filter(|_| last_record.elapsed() >= QUIET_WARNING) {
+            self.last_record = Instant::now();
+            return Ok(Step::Lines {
+                bytes: &self.buf,
+                first_line: Some(run.first as u64),
+                // Nothing more for now: do not keep rows while the partition is quiet.
+                flush: run.caught_up,
+            });
+        }
+        if let Some(e) = self
+            .end
+            .filter(|_| self.last_record.elapsed() >= QUIET_WARNING)
+        {
             (shared.say)(&format!(
-                "partition {partition}: nothing read for {} s at offset {}, short of its end {e}",
+                "partition {}: nothing read for {} s at offset {}, short of its end {e}",
+                self.reader.partition(),
                 QUIET_WARNING.as_secs(),
-                reader.position()
+                self.reader.position()
             ));
-            last_record = Instant::now();
+            self.last_record = Instant::now();
         }
-        if run.caught_up || run.lines == 0 {
-            // Nothing more for now: do not keep rows in the parser while the partition is quiet.
-            parser.flush(&mut |b| batches.push(b));
-        }
-        for b in batches.drain(..) {
-            input.push(b)?;
-        }
+        Ok(Step::Idle)
+    }
+
+    fn barrier(&mut self, epoch: u64, input: &Input) {
+        let _ = self.positions.send(Report::At(epoch, self.position(input)));
+    }
+
+    fn ended(&mut self, input: &Input) {
+        let _ = self.positions.send(Report::Final(self.position(input)));
     }
 }
 

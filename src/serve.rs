@@ -43,12 +43,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use weir_engine::Input;
-use weir_io::parse::{detect_format, LogFormat, ParseStats};
+use weir_io::parse::{detect_format, LineParser, LogFormat, ParseStats};
 use weir_io::source::LineReader;
+use weir_io::split::socket::SocketSplit;
+use weir_io::split::Driver;
 
 use crate::error::{Error, Result};
 use crate::replay::{
-    check_paths, describe_malformed, job_builder, job_outputs, parse_options, Feed, JobOptions,
+    check_paths, describe_malformed, job_builder, job_outputs, parse_options, JobOptions,
     ParseConfig, RunSummary, Started,
 };
 use crate::stop::Stop;
@@ -308,7 +310,7 @@ pub fn serve(
             .try_for_each(Input::finish)
             .map_err(Error::from),
     };
-    let job = crate::replay::settle(finished, started.join())?;
+    let job = Error::settle(finished.err(), started.join())?;
     let mut counts = tally.counts;
     counts.accepted = shared.accepted.load(Ordering::SeqCst);
     counts.refused = shared.refused.load(Ordering::SeqCst);
@@ -413,15 +415,17 @@ fn serve_connection(
         return report;
     }
     let _ = conn.set_read_timeout(Some(shared.cfg.read_timeout));
-    let mut slot = Slot::Free(input);
-    let read = read_connection(shared, &conn, peer, &mut slot, &mut report.format);
+    let lines = LineReader::new(&conn, peer.to_string(), 1 << 16)
+        .with_max_line(shared.cfg.parse.max_line_bytes);
+    let mut split = SocketSplit::new(lines, &shared.closing, &shared.lines);
+    let read = read_connection(shared, &mut split, &mut input, &mut report);
     let closing = shared.closing.load(Ordering::SeqCst);
     let why = match read {
-        Ok(Ended::Eof) if closing => "closed by the server's stop".to_string(),
-        Ok(Ended::Eof) => "closed by the client".to_string(),
-        Ok(Ended::CutByStop) => {
+        Ok(()) if split.was_cut() => {
             "closed by the server's stop (an unfinished last line dropped)".to_string()
         }
+        Ok(()) if closing => "closed by the server's stop".to_string(),
+        Ok(()) => "closed by the client".to_string(),
         Err(Failure::Job(e)) => {
             report.fatal = Some(e);
             "closed: the job has stopped".to_string()
@@ -443,31 +447,14 @@ fn serve_connection(
             format!("closed for bad input: {why}")
         }
     };
-    // Rows still buffered go in before the input is handed back.
-    let input = match slot {
-        Slot::Moving => None,
-        Slot::Free(input) => Some(input),
-        Slot::Fed(feed) => match feed.release() {
-            Ok((input, stats)) => {
-                report.stats = stats;
-                Some(input)
-            }
-            Err(e) => {
-                report.fatal.get_or_insert(e);
-                None
-            }
-        },
-    };
     let _ = conn.shutdown(Shutdown::Both);
-    if let Some(mut input) = input {
-        if report.fatal.is_none() {
-            if let Err(e) = input.idle() {
-                report.fatal = Some(e.into());
-            }
+    if report.fatal.is_none() {
+        if let Err(e) = input.idle() {
+            report.fatal = Some(e.into());
         }
-        // The pool has room for every input.
-        let _ = shared.free.0.send(input);
     }
+    // The pool has room for every input.
+    let _ = shared.free.0.send(input);
     // Said once the input is free again: a client that sees it can connect and be served.
     let format = report
         .format
@@ -477,21 +464,6 @@ fn serve_connection(
         thousands(report.stats.lines)
     ));
     report
-}
-
-/// A connection's input: free until its format is known, then inside the connection's feed.
-enum Slot {
-    Free(Input),
-    Fed(Box<Feed>),
-    /// Only while the input moves into the feed.
-    Moving,
-}
-
-/// How a connection's reading ended without an error.
-enum Ended {
-    Eof,
-    /// The server is stopping and the connection's last line was unfinished: dropped.
-    CutByStop,
 }
 
 /// Why a connection's reading stopped early.
@@ -522,58 +494,59 @@ impl From<Error> for Failure {
     }
 }
 
-/// Reads `conn` to its end, parsing its lines into the slot's input in the format of its first
-/// lines (or the configured one).
+impl From<weir_io::Error> for Failure {
+    fn from(e: weir_io::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
+/// Reads a connection to its end into `input`, parsing its lines in the format of its first
+/// lines (or the configured one). The rows read before a failure are pushed all the same (a
+/// client that goes away loses nothing it sent whole); the counters go into `report`.
 fn read_connection(
     shared: &Shared<'_>,
-    conn: &TcpStream,
-    peer: SocketAddr,
-    slot: &mut Slot,
-    format: &mut Option<LogFormat>,
-) -> Result<Ended, Failure> {
+    split: &mut SocketSplit<'_>,
+    input: &mut Input,
+    report: &mut Report,
+) -> Result<(), Failure> {
     let cfg = shared.cfg;
-    let mut lines = LineReader::new(conn, peer.to_string(), 1 << 16)
-        .with_max_line(shared.cfg.parse.max_line_bytes);
-    while let Some(chunk) = lines.next_chunk().map_err(Error::from)? {
-        if !chunk.ends_with(b"\n") && shared.closing.load(Ordering::SeqCst) {
-            return Ok(Ended::CutByStop);
+    let Some(first) = split.first()? else {
+        return Ok(()); // closed before a line
+    };
+    let f = match cfg.parse.format.or_else(|| detect_format(first)) {
+        Some(f) => f,
+        None => {
+            let first = first.split(|&b| b == b'\n').next().unwrap_or_default();
+            let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
+            return Err(Failure::BadInput(format!(
+                "not an access log in a known format (combined, common, simple): its first line \
+                 is {first:?}"
+            )));
         }
-        if let Slot::Free(_) = slot {
-            let f = match cfg.parse.format.or_else(|| detect_format(chunk)) {
-                Some(f) => f,
-                None => {
-                    let first = chunk.split(|&b| b == b'\n').next().unwrap_or_default();
-                    let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
-                    return Err(Failure::BadInput(format!(
-                        "not an access log in a known format (combined, common, simple): its \
-                         first line is {first:?}"
-                    )));
-                }
-            };
-            let opts = parse_options(&cfg.parse, f, &cfg.job.keys)
-                .map_err(|e| Failure::BadInput(e.to_string()))?;
-            if weir_io::parse::LineParser::new(opts.clone()).schema() != shared.job_schema {
-                return Err(Failure::BadInput(format!(
-                    "the {} format does not have the columns of --key {}",
-                    f.name(),
-                    cfg.job.keys.join(",")
-                )));
-            }
-            *format = Some(f);
-            *slot = match std::mem::replace(slot, Slot::Moving) {
-                Slot::Free(input) => Slot::Fed(Box::new(Feed::new(opts, input))),
-                other => other,
-            };
-        }
-        if let Slot::Fed(feed) = slot {
-            let before = feed.lines();
-            feed.chunk(chunk, true, None)?;
-            shared
-                .lines
-                .fetch_add(feed.lines() - before, Ordering::Relaxed);
-        }
+    };
+    let opts = parse_options(&cfg.parse, f, &cfg.job.keys)
+        .map_err(|e| Failure::BadInput(e.to_string()))?;
+    let parser = LineParser::new(opts);
+    if parser.schema() != shared.job_schema {
+        return Err(Failure::BadInput(format!(
+            "the {} format does not have the columns of --key {}",
+            f.name(),
+            cfg.job.keys.join(",")
+        )));
     }
-    Ok(Ended::Eof)
+    report.format = Some(f);
+    let mut driver = Driver::new(parser);
+    let read = driver.run(split, input).map(drop);
+    // After a failure, rows still buffered go in before the input is handed back.
+    let flushed = match &read {
+        Ok(()) => Ok(()),
+        Err(_) => driver.flush(input),
+    };
+    report.stats = driver.into_stats();
+    if let Err(e) = flushed {
+        report.fatal.get_or_insert(e.into());
+    }
+    Ok(read?)
 }
 
 /// Writes a one-line reason to a client (best effort) before the connection is closed.

@@ -122,6 +122,16 @@ impl Stop {
     }
 }
 
+impl weir_io::split::Halt for Stop {
+    fn is_requested(&self) -> bool {
+        Stop::is_requested(self)
+    }
+
+    fn woken(&self) -> &Receiver<()> {
+        Stop::woken(self)
+    }
+}
+
 fn signal_name(sig: i32) -> &'static str {
     match sig {
         signal_hook::consts::SIGINT => "SIGINT",

@@ -65,6 +65,15 @@ pub enum Error {
         /// The input whose format is unknown (`-` for stdin).
         path: PathBuf,
     },
+    /// A Kafka broker refused, failed or could not be reached; the message names the address.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaIoError),
+    /// The engine refused a source's rows or barrier (it failed, or was closed under it).
+    #[error(transparent)]
+    Engine(#[from] weir_engine::EngineError),
+    /// This source stopped because another part of its run failed, whose error says why.
+    #[error("stopped: {0}")]
+    Stopped(&'static str),
 }
 
 fn part_damage(expected: (u64, u64), found: (u64, u64)) -> String {

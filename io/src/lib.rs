@@ -26,6 +26,7 @@ pub mod results_file;
 pub mod sigbus;
 pub mod sink;
 pub mod source;
+pub mod split;
 
 pub use error::{Error, ParseError, Result};
 pub use gen::{generate, GenOptions, GenSummary};

@@ -207,6 +207,11 @@ impl<R: Read> LineReader<R> {
         self
     }
 
+    /// The chunk the last [`LineReader::next_chunk`] returned (empty before the first).
+    pub fn current(&self) -> &[u8] {
+        &self.buf[..self.consumed]
+    }
+
     /// The next chunk of complete lines (the last one may lack its `\n`), or `None` at the end.
     pub fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
         // Move the carried partial line to the front.

@@ -9,8 +9,6 @@ use weir_io::kafka::reader::{PartitionReader, Run};
 use weir_io::kafka::KafkaUrl;
 use weir_io::source::MappedFile;
 
-use crate::error::Result;
-
 /// Where a job's lines come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -64,7 +62,12 @@ impl Reader {
 
     /// Appends the next lines to `buf`: see [`PartitionReader::read`]. For a file, `first` is
     /// the 1-based line number of the first line.
-    pub(crate) fn read(&mut self, buf: &mut Vec<u8>, max: usize, wait: Duration) -> Result<Run> {
+    pub(crate) fn read(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        wait: Duration,
+    ) -> weir_io::Result<Run> {
         match self {
             Reader::Kafka(r) => Ok(r.read(buf, max, wait)?),
             Reader::File(r) => Ok(r.read(buf, max)),
