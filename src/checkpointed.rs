@@ -39,15 +39,13 @@ pub mod store;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
-use crossbeam_channel::{never, Receiver, Sender};
+use crossbeam_channel::{never, Receiver};
 
-use crate::coordinator::{BarrierSource, Coordinator, SinkEvent, TwoPhaseSink};
+use crate::coordinator::{BarrierSource, Coordinator};
 use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::{CheckpointError, FileDigest};
-use weir_engine::{ResultSink, SinkError};
-use weir_io::results_file::{Committed, ResultsFile};
-use weir_io::sink::{continue_writer, BatchWriter, OutputFormat};
+use weir_io::results_file::{self, Committed, ResultsFile};
+use weir_io::sink::{continue_writer, OutputFormat};
 use weir_io::source::MappedFile;
 
 use crate::error::{opening, Error, Result};
@@ -177,77 +175,6 @@ pub(crate) fn open_rewindable(path: &Path) -> Result<MappedFile> {
         )),
         e => opening(e),
     })
-}
-
-/// The sink of a checkpointed run, on the result thread: results appended to the results file,
-/// marked where each checkpoint's barrier and the end of the input pass.
-struct ResultsSink {
-    writer: Box<dyn BatchWriter>,
-    results: ResultsFile,
-    /// The open epoch.
-    epoch: u64,
-    events: Sender<SinkEvent<Committed>>,
-}
-
-impl ResultSink for ResultsSink {
-    fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
-        Ok(self.writer.write(&batch)?)
-    }
-    fn checkpoint(&mut self, epoch: u64) -> Result<(), SinkError> {
-        let _ = self
-            .events
-            .send(SinkEvent::Ready(epoch, self.results.mark()));
-        self.epoch = epoch + 1;
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<(), SinkError> {
-        self.writer.finish()?;
-        let _ = self
-            .events
-            .send(SinkEvent::Finished(self.epoch, self.results.mark()));
-        Ok(())
-    }
-}
-
-/// The coordinator's half of the exactly-once file output: an epoch is prepared by making the
-/// results up to its mark durable, and the manifest records the mark; the final epoch's commit
-/// publishes the results as the output.
-struct FileCommitter {
-    results: ResultsFile,
-    output: PathBuf,
-    events: Receiver<SinkEvent<Committed>>,
-    prepared: Committed,
-}
-
-impl TwoPhaseSink for FileCommitter {
-    type Mark = Committed;
-
-    fn events(&self) -> Receiver<SinkEvent<Committed>> {
-        self.events.clone()
-    }
-
-    fn prepare(&mut self, _epoch: u64, mark: Committed) -> Result<serde_json::Value> {
-        // fdatasync: what the epoch appended (and whatever of the next one is already written;
-        // recovery cuts that off).
-        self.results.sync()?;
-        self.prepared = mark;
-        Ok(serde_json::json!({ "results": mark }))
-    }
-
-    fn commit(
-        &mut self,
-        _epoch: u64,
-        _manifest: &str,
-        _positions: &serde_json::Value,
-        finished: bool,
-        _last: bool,
-    ) -> Result<()> {
-        // The manifest is the commit; at the end the results become the output.
-        if finished {
-            ResultsFile::publish(self.results.path(), self.prepared, &self.output)?;
-        }
-        Ok(())
-    }
 }
 
 /// The barrier side of a checkpointed file replay: barriers at chunk boundaries, handed out by
@@ -460,7 +387,6 @@ pub fn replay_checkpointed(
         );
     }
 
-    let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let spec = job_builder(&cfg.job, run.threads)
         .checkpoints(true)
         .build()?;
@@ -474,12 +400,9 @@ pub fn replay_checkpointed(
         cfg.job.utc_offset_secs,
         results_at.len > 0,
     )?;
-    let sink = Box::new(ResultsSink {
-        writer,
-        results: results.clone(),
-        epoch: committed + 1,
-        events: events_tx,
-    });
+    let (sink, mut committer) =
+        results_file::exactly_once(writer, results, output, results_at, committed + 1);
+    let sink = Box::new(sink);
     let mut job = match &restored {
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
         None => spec.start_with_sink(schema.clone(), sink)?,
@@ -488,12 +411,6 @@ pub fn replay_checkpointed(
     let mut started = Started::attach(job, &cfg.job, schema)?;
     let inputs = started.job.take_inputs();
 
-    let mut committer = FileCommitter {
-        results,
-        output,
-        events: events_rx,
-        prepared: results_at,
-    };
     let dropping = |epoch: u64, last: u64| {
         format!(
             "the last checkpoint ({epoch}) was not completed: running the same command again \
@@ -536,12 +453,8 @@ pub fn replay_checkpointed(
     let mut parse = parse_stats;
     (parse.lines, parse.rows, parse.malformed) = totals;
     let cstats = CheckpointStats {
-        committed: done.committed,
-        mean: done.mean,
-        max: done.max,
-        bytes: done.bytes,
         resumed_from: stats.resumed_from,
-        stopped_at: done.stopped_at,
+        ..done
     };
     Ok((
         RunSummary {

@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, Receiver};
 use weir_engine::checkpoint::JobIdentity;
 use weir_engine::WorkerSnapshot;
+use weir_io::two_phase::{SinkEvent, TwoPhaseSink};
 
 use crate::checkpointed::store::CheckpointStore;
+use crate::checkpointed::CheckpointStats;
 use crate::error::{Error, Result};
 use crate::stop::Stop;
 
@@ -51,55 +53,6 @@ pub(crate) trait BarrierSource {
     fn failed(&self) -> bool;
     /// What is still missing of barrier `epoch`'s positions, for a timeout's message.
     fn missing(&self, epoch: u64) -> String;
-}
-
-/// What the result side of a pipeline tells the coordinator.
-pub(crate) enum SinkEvent<M> {
-    /// Every result of epoch `n` has been handed to the sink, which marked where they end.
-    Ready(u64, M),
-    /// The input ended: epoch `n` (the open one) is the last; its results end at the mark.
-    Finished(u64, M),
-}
-
-/// A sink that takes part in checkpoints (two-phase commit): the coordinator's half of it.
-pub(crate) trait TwoPhaseSink {
-    /// Where a result ends, as the result writer marks it at a barrier or at the end.
-    type Mark: Send;
-    /// Where the result writer's events arrive.
-    fn events(&self) -> Receiver<SinkEvent<Self::Mark>>;
-    /// Makes epoch `epoch`'s results (up to `mark`) ready to commit and returns the sink's
-    /// record for the manifest, from which a restart recovers exactly them.
-    fn prepare(&mut self, epoch: u64, mark: Self::Mark) -> Result<serde_json::Value>;
-    /// Checkpoint `epoch`'s manifest (fingerprint `manifest`, source `positions`) is durable:
-    /// commits the epoch. `finished`: the input ended with it; `last`: the run is suspended
-    /// after it.
-    fn commit(
-        &mut self,
-        epoch: u64,
-        manifest: &str,
-        positions: &serde_json::Value,
-        finished: bool,
-        last: bool,
-    ) -> Result<()>;
-}
-
-/// What the coordinator did.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Coordinated {
-    /// The last committed epoch.
-    pub last: u64,
-    /// Checkpoints committed (a final one included).
-    pub committed: u64,
-    /// Whether the input ended and its final checkpoint committed.
-    pub finished: bool,
-    /// The epoch the run was stopped at, if it was.
-    pub stopped_at: Option<u64>,
-    /// Mean and longest time from barrier request to commit.
-    pub mean: Duration,
-    /// See `mean`.
-    pub max: Duration,
-    /// Bytes of state written.
-    pub bytes: u64,
 }
 
 /// One coordinator run; see the module doc.
@@ -137,11 +90,8 @@ impl Coordinator<'_> {
         source: &mut S,
         sink: &mut K,
         mut last: u64,
-    ) -> Result<Coordinated> {
-        let mut done = Coordinated {
-            last,
-            ..Coordinated::default()
-        };
+    ) -> Result<CheckpointStats> {
+        let mut done = CheckpointStats::default();
         let mut total = Duration::ZERO;
         let mut reports = source.reports();
         let events = sink.events();
@@ -202,7 +152,6 @@ impl Coordinator<'_> {
             done.bytes += written.bytes;
             done.committed += 1;
             last = epoch;
-            done.last = epoch;
             if last_one {
                 done.stopped_at = Some(epoch);
                 break;
@@ -234,8 +183,6 @@ impl Coordinator<'_> {
             sink.commit(n, &written.manifest, &positions, true, false)?;
             self.store.retain(self.keep)?;
             done.committed += 1;
-            done.last = n;
-            done.finished = true;
         }
         if done.committed > 0 {
             done.mean = total / done.committed.max(1) as u32;
@@ -367,7 +314,7 @@ mod tests {
         fn events(&self) -> Receiver<SinkEvent<u64>> {
             self.events.clone()
         }
-        fn prepare(&mut self, epoch: u64, mark: u64) -> Result<serde_json::Value> {
+        fn prepare(&mut self, epoch: u64, mark: u64) -> weir_io::Result<serde_json::Value> {
             self.log
                 .lock()
                 .unwrap()
@@ -381,7 +328,7 @@ mod tests {
             positions: &serde_json::Value,
             finished: bool,
             last: bool,
-        ) -> Result<()> {
+        ) -> weir_io::Result<()> {
             let durable = self
                 .dir
                 .join(format!("chk-{epoch:09}"))
@@ -407,7 +354,12 @@ mod tests {
 
     /// What a test run did: the coordinator's result, the sink's log, the barriers requested and
     /// the complete checkpoints on disk.
-    type Ran = (Result<Coordinated>, Vec<String>, Vec<(u64, bool)>, Vec<u64>);
+    type Ran = (
+        Result<CheckpointStats>,
+        Vec<String>,
+        Vec<(u64, bool)>,
+        Vec<u64>,
+    );
 
     /// Runs a coordinator over [`Positions`] ending after epoch `end`, or stopped.
     fn run(end: u64, stop: Option<&Stop>) -> Ran {
@@ -465,8 +417,7 @@ mod tests {
                 r#"commit 3 {"at":"end"} finished=true last=false manifest=true"#,
             ]
         );
-        assert!(done.finished);
-        assert_eq!((done.last, done.committed, done.stopped_at), (3, 3, None));
+        assert_eq!((done.committed, done.stopped_at), (3, None));
         // Barrier 3 was requested while the input was ending: the final epoch took it over.
         assert_eq!(requested, [(1, false), (2, false), (3, false)]);
         assert_eq!(epochs, [1, 2, 3]);
@@ -486,7 +437,7 @@ mod tests {
                 r#"commit 1 {"at":1} finished=false last=true manifest=true"#,
             ]
         );
-        assert_eq!((done.stopped_at, done.finished), (Some(1), false));
+        assert_eq!((done.committed, done.stopped_at), (1, Some(1)));
         assert_eq!(epochs, [1]);
     }
 }

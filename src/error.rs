@@ -28,10 +28,16 @@ pub enum Error {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(weir_engine::checkpoint::CheckpointError),
-    /// The checkpoints of a folder are damaged and none can be restored; the message names each
-    /// damaged file and says how to start over.
+    /// The checkpoints of a folder are damaged or were tampered with, and none can be restored;
+    /// the message names each damaged file and says how to start over.
     #[error("{0}")]
     Refused(String),
+    /// The checkpoint folder is not this job's: its checkpoints are of another job (another
+    /// window, keys, group), or of an input that has changed since, or its history disagrees
+    /// with the broker's. The command is at fault (exit status 2, like [`Error::Usage`]): start
+    /// over with `--fresh` or point it at the job's own folder; the message says which.
+    #[error("{0}")]
+    Mismatch(String),
     /// A Kafka broker refused, failed or could not be reached; the message names the address.
     #[error(transparent)]
     Kafka(#[from] weir_io::kafka::KafkaIoError),
@@ -69,7 +75,7 @@ impl Error {
     /// The process exit status for this error: 2 when the command line is at fault, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::Mismatch(_) => 2,
             Error::Io(weir_io::Error::UnknownFormat { .. }) => 2,
             Error::Engine(weir_engine::EngineError::Plan(_)) => 2,
             _ => 1,

@@ -28,24 +28,22 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
-use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::JobIdentity;
-use weir_engine::{Input, JobStats, ResultSink, SinkError};
+use weir_engine::{Input, JobStats};
 use weir_io::kafka::reader::PartitionReader;
 use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
+use weir_io::kafka::sink::{transactional, TransactionalConfig};
 use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
 use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
 use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
-use weir_io::sink::RowRenderer;
 use weir_io::source::MappedFile;
 use weir_io::split::{Driver, Split, Step};
 
 pub mod source;
 
 use crate::checkpointed::store::CheckpointStore;
-use crate::coordinator::{BarrierSource, Coordinator, SinkEvent, TwoPhaseSink};
+use crate::coordinator::{BarrierSource, Coordinator};
 use crate::error::{Error, Result};
 use crate::replay::{job_builder, parse_options, pick_format, JobOptions, ParseConfig};
 use crate::stop::Stop;
@@ -162,25 +160,8 @@ pub struct KafkaRunSummary {
     pub stopped_at: Option<u64>,
 }
 
-/// A partition's position at a barrier.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PartitionPosition {
-    /// The partition.
-    pub partition: i32,
-    /// The next offset to read.
-    pub offset: i64,
-    /// The input's largest event time pushed before the barrier.
-    pub max_ts: i64,
-    /// Lines before `offset` (a file's; Kafka offsets number the lines themselves).
-    #[serde(default)]
-    pub lines: u64,
-}
-
-/// The source section of a Kafka job's checkpoint manifest.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Positions {
-    partitions: Vec<PartitionPosition>,
-}
+pub use weir_io::kafka::sink::PartitionPosition;
+use weir_io::kafka::sink::Positions;
 
 /// What a partition reader tells the coordinator.
 enum Report {
@@ -276,7 +257,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     let positions: Vec<PartitionPosition> = match &restored {
         Some(r) => {
             let pos: Positions = serde_json::from_value(r.sources.clone()).map_err(|e| {
-                Error::usage(format!(
+                Error::Refused(format!(
                     "{}: unreadable partition positions: {e}",
                     r.path().display()
                 ))
@@ -284,7 +265,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             for (p, offset) in committed_inputs.iter().enumerate() {
                 let local = pos.partitions.iter().find(|x| x.partition == p as i32);
                 if local.map(|l| l.offset) != *offset {
-                    return Err(Error::usage(format!(
+                    return Err(Error::Mismatch(format!(
                         "{}: partition {p} is at offset {:?} in the checkpoint but group {} \
                          committed {:?}: local state and Kafka disagree",
                         r.path().display(),
@@ -350,28 +331,30 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         .checkpoints(true)
         .build()?;
     let schema = LineParser::new(opts.clone()).schema();
-    let (sink_tx, sink_rx) = crossbeam_channel::unbounded();
-    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
     producer.begin()?;
     let records = std::sync::Arc::new(AtomicU64::new(0));
-    let sink = Box::new(KafkaSink {
+    let (sink, mut committer) = transactional(
         producer,
-        topic: cfg.to.topic.clone(),
-        key_columns: cfg.job.keys.len(),
-        format: cfg.value_format,
-        epoch: committed + 1,
-        events: sink_tx,
-        acks: ack_tx,
-        commits: commit_rx,
-        job: cfg.transactional_id.clone(),
-        commit_delay: cfg.commit_delay,
-        records: records.clone(),
-        open_records: 0,
-        key: Vec::new(),
-        value: Vec::new(),
-        suspended: false,
-    });
+        TransactionalConfig {
+            topic: cfg.to.topic.clone(),
+            key_columns: cfg.job.keys.len(),
+            format: cfg.value_format,
+            epoch: committed + 1,
+            job: cfg.transactional_id.clone(),
+            input_topic: match &cfg.from {
+                Source::Kafka(from) => Some(from.topic.clone()),
+                Source::File(_) => None,
+            },
+            record: serde_json::json!({
+                "kafka": cfg.to.to_string(),
+                "group": cfg.group,
+                "transactional_id": cfg.transactional_id,
+            }),
+            commit_delay: cfg.commit_delay,
+        },
+        records.clone(),
+    );
+    let sink = Box::new(sink);
     let mut job = match &restored {
         Some(r) => spec.start_restored(schema.clone(), sink, &r.states())?,
         None => spec.start_with_sink(schema, sink)?,
@@ -419,12 +402,6 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             epoch: 0,
             at: Vec::new(),
             finals: Vec::new(),
-        };
-        let mut committer = KafkaCommitter {
-            cfg,
-            commits: commit_tx,
-            events: sink_rx,
-            acks: ack_rx,
         };
         let dropping = |epoch: u64, last: u64| {
             format!(
@@ -527,7 +504,7 @@ fn restore_point(
     let Some(p) = progress else {
         // Nothing committed: at most the first checkpoint can exist, uncommitted.
         if let Some(&e) = local.iter().find(|&&e| e > 1) {
-            return Err(Error::usage(format!(
+            return Err(Error::Mismatch(format!(
                 "{} holds checkpoint {} but the broker has no committed progress for this job: \
                  the broker lost its state, or the folder belongs to another job (another \
                  --group / --transactional-id); move the folder away to start over",
@@ -538,7 +515,7 @@ fn restore_point(
         return Ok(None);
     };
     if local.iter().any(|&e| e > p.epoch + 1) {
-        return Err(Error::usage(format!(
+        return Err(Error::Mismatch(format!(
             "{}: local checkpoints go beyond epoch {} + 1, the one the broker committed: the \
              broker lost committed transactions, or the folder belongs to another job. \
              {start_over}",
@@ -569,12 +546,12 @@ fn restore_point(
             }
             msg.push_str(". ");
             msg.push_str(&start_over);
-            return Err(Error::usage(msg));
+            return Err(Error::Mismatch(msg));
         }
     };
     let hash = r.manifest_hash();
     if hash != p.manifest {
-        return Err(Error::usage(format!(
+        return Err(Error::Refused(format!(
             "{}: its manifest hash {hash} is not the {} the broker committed with epoch {}: \
              the checkpoint was replaced or tampered with. {start_over}",
             r.path().join("MANIFEST").display(),
@@ -812,16 +789,6 @@ impl Split for PartitionSplit<'_> {
     }
 }
 
-/// What the coordinator tells the sink: checkpoint n is durable; commit.
-struct Commit {
-    epoch: u64,
-    manifest: String,
-    inputs: Vec<(String, i32, i64)>,
-    finished: bool,
-    /// The run is suspended after this commit: no transaction follows.
-    last: bool,
-}
-
 /// The barrier side of a Kafka job: a barrier is requested through [`Shared`] and injected by
 /// every partition reader before its next read, which reports its position with it.
 struct KafkaBarriers<'a> {
@@ -903,175 +870,4 @@ fn with_finals(at: &[PartitionPosition], finals: &[PartitionPosition]) -> Vec<Pa
     );
     all.sort_by_key(|p| p.partition);
     all
-}
-
-/// The coordinator's half of the Kafka sink: the transaction of epoch n holds its results
-/// already; preparing records the sink in the manifest, and the commit (made on the result
-/// thread, which owns the producer) adds the progress record and the input offsets to the
-/// transaction and commits it once the manifest is durable.
-struct KafkaCommitter<'a> {
-    cfg: &'a KafkaRunConfig,
-    commits: Sender<Commit>,
-    events: Receiver<SinkEvent<()>>,
-    /// Epochs whose transaction committed.
-    acks: Receiver<u64>,
-}
-
-impl TwoPhaseSink for KafkaCommitter<'_> {
-    type Mark = ();
-
-    fn events(&self) -> Receiver<SinkEvent<()>> {
-        self.events.clone()
-    }
-
-    fn prepare(&mut self, _epoch: u64, _mark: ()) -> Result<serde_json::Value> {
-        let cfg = self.cfg;
-        Ok(serde_json::json!({
-            "kafka": cfg.to.to_string(),
-            "group": cfg.group,
-            "transactional_id": cfg.transactional_id,
-        }))
-    }
-
-    fn commit(
-        &mut self,
-        epoch: u64,
-        manifest: &str,
-        positions: &serde_json::Value,
-        finished: bool,
-        last: bool,
-    ) -> Result<()> {
-        let inputs = match &self.cfg.from {
-            Source::Kafka(from) => {
-                let at: Positions =
-                    serde_json::from_value(positions.clone()).expect("positions we wrote");
-                at.partitions
-                    .iter()
-                    .map(|p| (from.topic.clone(), p.partition, p.offset))
-                    .collect()
-            }
-            Source::File(_) => Vec::new(),
-        };
-        self.commits
-            .send(Commit {
-                epoch,
-                manifest: manifest.to_owned(),
-                inputs,
-                finished,
-                last,
-            })
-            .map_err(|_| stopped())?;
-        loop {
-            match self.acks.recv() {
-                Ok(n) if n == epoch => return Ok(()),
-                Ok(_) => {}
-                Err(_) => return Err(stopped()),
-            }
-        }
-    }
-}
-
-fn stopped() -> Error {
-    Error::Stopped("the job or its sink failed")
-}
-
-/// The job's sink: result rows as records of the open transaction; at each checkpoint, the
-/// commit (after the coordinator made the checkpoint durable), then the next transaction.
-struct KafkaSink {
-    producer: JobProducer,
-    topic: String,
-    key_columns: usize,
-    format: ValueFormat,
-    epoch: u64,
-    events: Sender<SinkEvent<()>>,
-    acks: Sender<u64>,
-    commits: Receiver<Commit>,
-    job: String,
-    commit_delay: Duration,
-    records: std::sync::Arc<AtomicU64>,
-    /// Records in the open transaction.
-    open_records: u64,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    /// Suspended: the last epoch committed, what follows is dropped (the windows fired at the
-    /// end are in that checkpoint's state, and a resumed run fires them).
-    suspended: bool,
-}
-
-impl KafkaSink {
-    fn commit(&mut self, epoch: u64) -> Result<(), SinkError> {
-        let c = self
-            .commits
-            .recv()
-            .map_err(|_| "the checkpoint coordinator stopped")?;
-        if c.epoch != epoch {
-            return Err(format!("checkpoint {} handed to the commit of {epoch}", c.epoch).into());
-        }
-        if !self.commit_delay.is_zero() {
-            // The records are on the broker when the window is announced: a test that kills
-            // or pauses the run there leaves them in an open transaction.
-            self.producer.flush()?;
-            eprintln!(
-                "weir: commit window of epoch {epoch} ({} records in the transaction)",
-                self.open_records
-            );
-            std::thread::sleep(self.commit_delay);
-        }
-        let progress = Progress {
-            job: self.job.clone(),
-            epoch,
-            manifest: c.manifest,
-            finished: c.finished,
-        };
-        self.producer.commit(&progress, &c.inputs)?;
-        if !self.commit_delay.is_zero() {
-            eprintln!("weir: committed epoch {epoch}");
-        }
-        self.suspended = c.last;
-        let _ = self.acks.send(epoch);
-        Ok(())
-    }
-}
-
-impl ResultSink for KafkaSink {
-    fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
-        if self.suspended {
-            return Ok(());
-        }
-        let rows = RowRenderer::new(&batch, self.key_columns);
-        for row in 0..batch.num_rows() {
-            self.key.clear();
-            self.value.clear();
-            rows.key(row, &mut self.key);
-            match self.format {
-                ValueFormat::Json => rows.json(row, &mut self.value),
-                ValueFormat::Csv => rows.csv(row, &mut self.value),
-            }
-            self.producer.send(&self.topic, &self.key, &self.value)?;
-        }
-        self.records
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.open_records += batch.num_rows() as u64;
-        self.producer.poll();
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, epoch: u64) -> Result<(), SinkError> {
-        let _ = self.events.send(SinkEvent::Ready(epoch, ()));
-        self.commit(epoch)?;
-        self.epoch = epoch + 1;
-        self.open_records = 0;
-        if !self.suspended {
-            self.producer.begin()?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), SinkError> {
-        if self.suspended {
-            return Ok(());
-        }
-        let _ = self.events.send(SinkEvent::Finished(self.epoch, ()));
-        self.commit(self.epoch)
-    }
 }

@@ -21,16 +21,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
-use weir_engine::{
-    count, Input, Job, JobSpec, JobStats, ResultSink, RunningJob, SinkError, WatermarkStrategy,
-};
+use weir_engine::{count, Input, Job, JobSpec, JobStats, RunningJob, WatermarkStrategy};
 use weir_io::output::OutputFile;
 use weir_io::parse::{
     detect_format, Columns, LineParser, LogFormat, Malformed, ParseOptions, ParseStats,
 };
 use weir_io::paths::PathSet;
-use weir_io::sink::{writer, BatchWriter, OutputFormat};
+use weir_io::sink::{writer, OutputFormat, WriterSink};
 use weir_io::source::{open_input, LineReader, LogInput, MappedFile, DEFAULT_CHUNK_BYTES};
 use weir_io::split::chunks::{rebase_line, FileChunks};
 use weir_io::split::stream::StreamSplit;
@@ -333,17 +330,6 @@ impl Started {
             f.commit()?;
         }
         Ok(stats)
-    }
-}
-
-struct WriterSink(Box<dyn BatchWriter>);
-
-impl ResultSink for WriterSink {
-    fn batch(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
-        Ok(self.0.write(&batch)?)
-    }
-    fn finish(&mut self) -> Result<(), SinkError> {
-        Ok(self.0.finish()?)
     }
 }
 

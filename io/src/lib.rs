@@ -27,6 +27,7 @@ pub mod sigbus;
 pub mod sink;
 pub mod source;
 pub mod split;
+pub mod two_phase;
 
 pub use error::{Error, ParseError, Result};
 pub use gen::{generate, GenOptions, GenSummary};

@@ -28,8 +28,14 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3Default;
 
+use arrow_array::RecordBatch;
+use crossbeam_channel::{Receiver, Sender};
+use weir_engine::{ResultSink, SinkError};
+
 use crate::error::{Error, Result};
 use crate::output::{sync_dir, OutputFile};
+use crate::sink::BatchWriter;
+use crate::two_phase::{SinkEvent, TwoPhaseSink};
 
 /// What a checkpoint records of the results file: the committed length and the XXH3-64 of the
 /// bytes up to it.
@@ -39,6 +45,105 @@ pub struct Committed {
     pub len: u64,
     /// XXH3-64 of those bytes.
     pub xxh3: u64,
+}
+
+/// The two halves of the exactly-once file output ([`crate::two_phase`]): results written by
+/// `writer` into `results`, epochs from `epoch` on, committed up to `committed` already; at the
+/// end they become `output`.
+pub fn exactly_once(
+    writer: Box<dyn BatchWriter>,
+    results: ResultsFile,
+    output: PathBuf,
+    committed: Committed,
+    epoch: u64,
+) -> (ResultsSink, ResultsCommitter) {
+    let (events_tx, events) = crossbeam_channel::unbounded();
+    let sink = ResultsSink {
+        writer,
+        results: results.clone(),
+        epoch,
+        events: events_tx,
+    };
+    let committer = ResultsCommitter {
+        results,
+        output,
+        events,
+        prepared: committed,
+    };
+    (sink, committer)
+}
+
+/// The writing half, on the job's result thread: results appended to the results file, marked
+/// where each checkpoint's barrier and the end of the input pass.
+pub struct ResultsSink {
+    writer: Box<dyn BatchWriter>,
+    results: ResultsFile,
+    /// The open epoch.
+    epoch: u64,
+    events: Sender<SinkEvent<Committed>>,
+}
+
+impl ResultSink for ResultsSink {
+    fn batch(&mut self, batch: RecordBatch) -> std::result::Result<(), SinkError> {
+        Ok(self.writer.write(&batch)?)
+    }
+
+    fn checkpoint(&mut self, epoch: u64) -> std::result::Result<(), SinkError> {
+        let _ = self
+            .events
+            .send(SinkEvent::Ready(epoch, self.results.mark()));
+        self.epoch = epoch + 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        self.writer.finish()?;
+        let _ = self
+            .events
+            .send(SinkEvent::Finished(self.epoch, self.results.mark()));
+        Ok(())
+    }
+}
+
+/// The committing half, the coordinator's: an epoch is prepared by making the results up to
+/// its mark durable, and the manifest records the mark; the final epoch's commit publishes the
+/// results as the output.
+pub struct ResultsCommitter {
+    results: ResultsFile,
+    output: PathBuf,
+    events: Receiver<SinkEvent<Committed>>,
+    prepared: Committed,
+}
+
+impl TwoPhaseSink for ResultsCommitter {
+    type Mark = Committed;
+
+    fn events(&self) -> Receiver<SinkEvent<Committed>> {
+        self.events.clone()
+    }
+
+    fn prepare(&mut self, _epoch: u64, mark: Committed) -> Result<serde_json::Value> {
+        // fdatasync: what the epoch appended (and whatever of the next one is already written;
+        // recovery cuts that off).
+        self.results.sync()?;
+        self.prepared = mark;
+        Ok(serde_json::json!({ "results": mark }))
+    }
+
+    fn commit(
+        &mut self,
+        _epoch: u64,
+        _manifest: &str,
+        _positions: &serde_json::Value,
+        finished: bool,
+        _last: bool,
+    ) -> Result<()> {
+        // The manifest is the commit; at the end the results become the output.
+        if finished {
+            ResultsFile::publish(self.results.path(), self.prepared, &self.output)?;
+        }
+        Ok(())
+    }
 }
 
 struct Inner {

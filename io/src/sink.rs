@@ -60,6 +60,20 @@ pub trait BatchWriter: Send {
     fn finish(&mut self) -> Result<()>;
 }
 
+/// A job's sink writing every result batch with a [`BatchWriter`] (a plain, not checkpointed,
+/// output; [`crate::results_file::exactly_once`] is the checkpointed one).
+pub struct WriterSink(pub Box<dyn BatchWriter>);
+
+impl weir_engine::ResultSink for WriterSink {
+    fn batch(&mut self, batch: RecordBatch) -> std::result::Result<(), weir_engine::SinkError> {
+        Ok(self.0.write(&batch)?)
+    }
+
+    fn finish(&mut self) -> std::result::Result<(), weir_engine::SinkError> {
+        Ok(self.0.finish()?)
+    }
+}
+
 /// A writer of `format` for batches of `schema` into `out`. `path` names the destination in
 /// errors (`-` for stdout); `utc_offset_secs` shifts the `print` format's clock.
 pub fn writer(

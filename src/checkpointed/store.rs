@@ -171,7 +171,7 @@ impl CheckpointStore {
             Ok(r) => r,
             Err(
                 e @ (CheckpointError::DifferentJob { .. } | CheckpointError::InputChanged { .. }),
-            ) => return Err(Error::Usage(format!("{e}. {start_over}"))),
+            ) => return Err(Error::Mismatch(format!("{e}. {start_over}"))),
             Err(e) => return Err(e.into()),
         };
         let skipped = recovery.skipped.iter().map(ToString::to_string).collect();

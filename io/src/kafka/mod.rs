@@ -18,6 +18,7 @@
 pub mod load;
 pub mod reader;
 pub mod records;
+pub mod sink;
 pub mod txn;
 
 use std::fmt;
