@@ -43,7 +43,7 @@ use crossbeam_channel::{never, Receiver};
 
 use crate::coordinator::{BarrierSource, Coordinator};
 use serde::{Deserialize, Serialize};
-use weir_engine::checkpoint::{CheckpointError, FileDigest};
+use weir_engine::checkpoint::{CheckpointError, FileDigest, FsStorage};
 use weir_io::results_file::{self, Committed, ResultsFile};
 use weir_io::sink::{continue_writer, OutputFormat};
 use weir_io::source::MappedFile;
@@ -347,7 +347,7 @@ pub fn replay_checkpointed(
     if let Some(r) = restored.as_ref().filter(|r| r.is_final) {
         // The run had finished; the results may not have been published yet.
         let what = if results_path.exists() {
-            ResultsFile::publish(&results_path, results_at, &output)?;
+            results_file::publish(&FsStorage, &results_path, results_at, &output)?;
             "output written"
         } else {
             "its output is in place"

@@ -17,11 +17,11 @@
 //! `len` bytes against the checksum, so a damaged results file is named instead of
 //! continued, and truncates what follows: those bytes were written after barrier *n* and are
 //! written again by the replay from there. Nothing is copied at a checkpoint and nothing at the
-//! end ([`ResultsFile::publish`] renames), so the cost of exactly-once output does not grow with
+//! end ([`publish`] renames), so the cost of exactly-once output does not grow with
 //! the size of the output.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,10 +30,11 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
+use weir_engine::checkpoint::{FsStorage, Storage};
 use weir_engine::{ResultSink, SinkError};
 
 use crate::error::{Error, Result};
-use crate::output::{sync_dir, OutputFile};
+use crate::output::OutputFile;
 use crate::sink::BatchWriter;
 use crate::two_phase::{SinkEvent, TwoPhaseSink};
 
@@ -50,13 +51,13 @@ pub struct Committed {
 /// The two halves of the exactly-once file output ([`crate::two_phase`]): results written by
 /// `writer` into `results`, epochs from `epoch` on, committed up to `committed` already; at the
 /// end they become `output`.
-pub fn exactly_once(
+pub fn exactly_once<S: Storage + Clone>(
     writer: Box<dyn BatchWriter>,
-    results: ResultsFile,
+    results: ResultsFile<S>,
     output: PathBuf,
     committed: Committed,
     epoch: u64,
-) -> (ResultsSink, ResultsCommitter) {
+) -> (ResultsSink<S>, ResultsCommitter<S>) {
     let (events_tx, events) = crossbeam_channel::unbounded();
     let sink = ResultsSink {
         writer,
@@ -75,15 +76,15 @@ pub fn exactly_once(
 
 /// The writing half, on the job's result thread: results appended to the results file, marked
 /// where each checkpoint's barrier and the end of the input pass.
-pub struct ResultsSink {
+pub struct ResultsSink<S: Storage = FsStorage> {
     writer: Box<dyn BatchWriter>,
-    results: ResultsFile,
+    results: ResultsFile<S>,
     /// The open epoch.
     epoch: u64,
     events: Sender<SinkEvent<Committed>>,
 }
 
-impl ResultSink for ResultsSink {
+impl<S: Storage + Clone + Send> ResultSink for ResultsSink<S> {
     fn batch(&mut self, batch: RecordBatch) -> std::result::Result<(), SinkError> {
         Ok(self.writer.write(&batch)?)
     }
@@ -108,14 +109,14 @@ impl ResultSink for ResultsSink {
 /// The committing half, the coordinator's: an epoch is prepared by making the results up to
 /// its mark durable, and the manifest records the mark; the final epoch's commit publishes the
 /// results as the output.
-pub struct ResultsCommitter {
-    results: ResultsFile,
+pub struct ResultsCommitter<S: Storage = FsStorage> {
+    results: ResultsFile<S>,
     output: PathBuf,
     events: Receiver<SinkEvent<Committed>>,
     prepared: Committed,
 }
 
-impl TwoPhaseSink for ResultsCommitter {
+impl<S: Storage + Clone> TwoPhaseSink for ResultsCommitter<S> {
     type Mark = Committed;
 
     fn events(&self) -> Receiver<SinkEvent<Committed>> {
@@ -140,80 +141,111 @@ impl TwoPhaseSink for ResultsCommitter {
     ) -> Result<()> {
         // The manifest is the commit; at the end the results become the output.
         if finished {
-            ResultsFile::publish(self.results.path(), self.prepared, &self.output)?;
+            publish(
+                &self.results.storage,
+                self.results.path(),
+                self.prepared,
+                &self.output,
+            )?;
         }
         Ok(())
     }
 }
 
-struct Inner {
-    file: File,
+struct Inner<A> {
+    file: A,
     len: u64,
     hash: Xxh3Default,
 }
 
 /// The results file of a checkpointed run; see the module doc. Cloning shares it.
-#[derive(Clone)]
-pub struct ResultsFile {
+///
+/// Its file operations go through a [`Storage`]: the real file system ([`FsStorage`], the
+/// default), or the engine's fault-injecting model, which crashes them as it crashes the
+/// checkpoints (tests/ of this module).
+pub struct ResultsFile<S: Storage = FsStorage> {
+    storage: S,
     path: PathBuf,
-    inner: Arc<Mutex<Inner>>,
-    /// A second descriptor of the file, so that `sync` never waits for the writer's lock.
-    syncer: Arc<File>,
+    inner: Arc<Mutex<Inner<S::Appender>>>,
 }
 
-impl std::fmt::Debug for ResultsFile {
+impl<S: Storage + Clone> Clone for ResultsFile<S> {
+    fn clone(&self) -> Self {
+        Self {
+            storage: self.storage.clone(),
+            path: self.path.clone(),
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for ResultsFile<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ResultsFile({})", self.path.display())
     }
 }
 
 impl ResultsFile {
+    /// [`ResultsFile::create_in`] the file system.
+    pub fn create(path: &Path) -> Result<Self> {
+        Self::create_in(FsStorage, path)
+    }
+
+    /// [`ResultsFile::resume_in`] the file system.
+    pub fn resume(path: &Path, at: Committed) -> Result<Self> {
+        Self::resume_in(FsStorage, path, at)
+    }
+
+    /// [`ResultsFile::check_in`] the file system.
+    pub fn check(path: &Path, at: Committed) -> Result<()> {
+        Self::check_in(&FsStorage, path, at)
+    }
+}
+
+impl<S: Storage + Clone> ResultsFile<S> {
     /// Starts an empty results file at `path` (any file there is replaced), its folder created
     /// if needed.
-    pub fn create(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
+    pub fn create_in(storage: S, path: &Path) -> Result<Self> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        storage
+            .write_file(path, &[])
             .map_err(|e| Error::io(path, e))?;
-        Self::with(path, file, 0, Xxh3Default::new())
+        // The file's name, and its folder's, are durable before any checkpoint can refer to
+        // it: a crash must not keep a manifest and lose the entry of the results it commits.
+        storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+            storage.sync_dir(up).map_err(|e| Error::io(up, e))?;
+        }
+        Self::with(storage, path, 0, Xxh3Default::new())
     }
 
     /// Reopens the results file at `path` to continue after a checkpoint that committed `at`:
     /// checks its first `at.len` bytes against `at.xxh3` ([`Error::DamagedPart`] naming it
     /// when they differ or are missing), then cuts off everything after them, durably.
-    pub fn resume(path: &Path, at: Committed) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        let hash = verify_prefix(&mut file, path, at)?;
-        file.set_len(at.len).map_err(|e| Error::io(path, e))?;
-        file.sync_all().map_err(|e| Error::io(path, e))?;
-        file.seek(SeekFrom::Start(at.len))
-            .map_err(|e| Error::io(path, e))?;
-        Self::with(path, file, at.len, hash)
+    pub fn resume_in(storage: S, path: &Path, at: Committed) -> Result<Self> {
+        let hash = verify_prefix(&storage, path, at)?;
+        let io = |e| Error::io(path, e);
+        storage.set_len(path, at.len).map_err(io)?;
+        storage.sync_file(path).map_err(io)?;
+        Self::with(storage, path, at.len, hash)
     }
 
     /// Whether the file at `path` begins with the committed bytes `at` (a resume would accept
     /// it); the error names what differs.
-    pub fn check(path: &Path, at: Committed) -> Result<()> {
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        verify_prefix(&mut file, path, at).map(drop)
+    pub fn check_in(storage: &S, path: &Path, at: Committed) -> Result<()> {
+        verify_prefix(storage, path, at).map(drop)
     }
 
-    fn with(path: &Path, file: File, len: u64, hash: Xxh3Default) -> Result<Self> {
-        let syncer = file.try_clone().map_err(|e| Error::io(path, e))?;
+    fn with(storage: S, path: &Path, len: u64, hash: Xxh3Default) -> Result<Self> {
+        let file = storage.open_append(path).map_err(|e| Error::io(path, e))?;
         Ok(Self {
+            storage,
             path: path.to_owned(),
             inner: Arc::new(Mutex::new(Inner { file, len, hash })),
-            syncer: Arc::new(syncer),
         })
     }
 
@@ -224,7 +256,7 @@ impl ResultsFile {
 
     /// A `Write` that appends to the file (unbuffered: each write goes to the file, so
     /// [`ResultsFile::mark`] covers everything written before it).
-    pub fn writer(&self) -> ResultsWriter {
+    pub fn writer(&self) -> ResultsWriter<S> {
         ResultsWriter(self.clone())
     }
 
@@ -238,54 +270,64 @@ impl ResultsFile {
         }
     }
 
-    /// Makes everything written so far durable (`fdatasync`), without stopping the writer.
+    /// Makes everything written so far durable (fsync of the file; the writer's lock is not
+    /// taken, so the writer goes on appending meanwhile).
     pub fn sync(&self) -> Result<()> {
-        self.syncer
-            .sync_data()
+        self.storage
+            .sync_file(&self.path)
             .map_err(|e| Error::io(&self.path, e))
-    }
-
-    /// Makes the complete results the file at `output`: a rename (and an fsync of its folder)
-    /// when `output` is, or will be, a regular file on the same file system; otherwise a copy,
-    /// checked against `done` as it is made, through an [`OutputFile`]. The results file is
-    /// gone afterwards.
-    pub fn publish(path: &Path, done: Committed, output: &Path) -> Result<()> {
-        let target = fs::canonicalize(output).unwrap_or_else(|_| output.to_owned());
-        let regular = fs::metadata(&target).map_or(true, |m| m.is_file());
-        if regular && fs::rename(path, &target).is_ok() {
-            return match target.parent().filter(|p| !p.as_os_str().is_empty()) {
-                Some(dir) => sync_dir(dir),
-                None => sync_dir(Path::new(".")),
-            };
-        }
-        let mut out = OutputFile::create(output)?;
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        copy_checked(&mut file, path, done, &mut out, output)?;
-        out.commit()?;
-        fs::remove_file(path).map_err(|e| Error::io(path, e))
     }
 }
 
-/// Hashes the first `at.len` bytes of `file`; an error naming `path` when they are not there or
-/// do not match. Returns the hash state after them (to continue appending).
-fn verify_prefix(file: &mut File, path: &Path, at: Committed) -> Result<Xxh3Default> {
-    let mut hash = Xxh3Default::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = at.len;
-    let mut read = 0u64;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        hash.update(&buf[..n]);
-        left -= n as u64;
-        read += n as u64;
+/// Makes the results at `path`, committed up to `done`, the file `output`, without a copy
+/// where it can: a second name for the results file next to the output (a hard link), renamed
+/// onto the output, the output's folder synced, and only then the results' name removed. At no
+/// point does a crash leave neither name durable (a plain rename across folders could, under
+/// the storage model's torn folder entries), so a run found final on restart publishes again
+/// from the results file if the output is not there. Where a link cannot be made (another file
+/// system) or the output is not a regular file (a device such as /dev/stdout), the results are
+/// copied, checking `done` on the way.
+pub fn publish<S: Storage>(storage: &S, path: &Path, done: Committed, output: &Path) -> Result<()> {
+    let target = fs::canonicalize(output).unwrap_or_else(|_| output.to_owned());
+    let regular = fs::metadata(&target).map_or(true, |m| m.is_file());
+    let folder = |p: &Path| -> PathBuf {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    };
+    if regular {
+        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        let link = folder(&target).join(format!(".{name}.weir-publish"));
+        // A link left by a publish that crashed: the results file still has its own name.
+        let _ = storage.remove_file(&link);
+        if storage.hard_link(path, &link).is_ok() {
+            let dir = folder(&target);
+            storage
+                .rename(&link, &target)
+                .map_err(|e| Error::io(&target, e))?;
+            storage.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            storage.remove_file(path).map_err(|e| Error::io(path, e))?;
+            let dir = folder(path);
+            return storage.sync_dir(&dir).map_err(|e| Error::io(&dir, e));
+        }
     }
-    let found = (read, hash.digest());
+    let bytes = storage.read(path).map_err(|e| Error::io(path, e))?;
+    check_bytes(&bytes, path, done)?;
+    let mut out = OutputFile::create(output)?;
+    out.write_all(&bytes).map_err(|e| Error::io(output, e))?;
+    out.commit()?;
+    storage.remove_file(path).map_err(|e| Error::io(path, e))
+}
+
+/// Checks that the file at `path` begins with the committed bytes `at`; returns their hash
+/// state, to go on from.
+fn verify_prefix<S: Storage>(storage: &S, path: &Path, at: Committed) -> Result<Xxh3Default> {
+    let bytes = storage.read(path).map_err(|e| Error::io(path, e))?;
+    let prefix = &bytes[..bytes.len().min(at.len as usize)];
+    let mut hash = Xxh3Default::new();
+    hash.update(prefix);
+    let found = (prefix.len() as u64, hash.digest());
     if found != (at.len, at.xxh3) {
         return Err(Error::DamagedPart {
             path: path.to_owned(),
@@ -296,29 +338,9 @@ fn verify_prefix(file: &mut File, path: &Path, at: Committed) -> Result<Xxh3Defa
     Ok(hash)
 }
 
-/// Copies `file` into `out`, checking that it holds exactly `done`.
-fn copy_checked(
-    file: &mut File,
-    path: &Path,
-    done: Committed,
-    out: &mut impl Write,
-    output: &Path,
-) -> Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut hash = Xxh3Default::new();
-    let mut len = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(output, e))?;
-        len += n as u64;
-    }
-    let found = (len, hash.digest());
+/// Checks that `bytes` (the whole file at `path`) are exactly the committed `done`.
+fn check_bytes(bytes: &[u8], path: &Path, done: Committed) -> Result<()> {
+    let found = (bytes.len() as u64, xxhash_rust::xxh3::xxh3_64(bytes));
     if found != (done.len, done.xxh3) {
         return Err(Error::DamagedPart {
             path: path.to_owned(),
@@ -330,9 +352,9 @@ fn copy_checked(
 }
 
 /// Appends to a [`ResultsFile`], keeping its length and checksum.
-pub struct ResultsWriter(ResultsFile);
+pub struct ResultsWriter<S: Storage = FsStorage>(ResultsFile<S>);
 
-impl Write for ResultsWriter {
+impl<S: Storage> Write for ResultsWriter<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut g = self.0.inner.lock().expect("results lock");
         let n = g.file.write(buf)?;
@@ -387,7 +409,7 @@ mod tests {
         ResultsFile::check(&path, one).unwrap();
 
         let out = dir.join("out.csv");
-        ResultsFile::publish(&path, two, &out).unwrap();
+        publish(&FsStorage, &path, two, &out).unwrap();
         assert_eq!(fs::read(&out).unwrap(), b"epoch one\nepoch two\n");
         assert!(!path.exists());
     }
@@ -417,7 +439,7 @@ mod tests {
         results.writer().write_all(b"rows\n").unwrap();
         let done = results.mark();
         drop(results);
-        ResultsFile::publish(&path, done, Path::new("/dev/null")).unwrap();
+        publish(&FsStorage, &path, done, Path::new("/dev/null")).unwrap();
         assert!(!path.exists());
     }
 }

@@ -56,6 +56,18 @@ pub trait Storage {
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
     /// Makes a folder's entries durable (fsync of the folder).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// A file open for appending: the exactly-once results file that checkpoints commit a
+    /// prefix of (weir-io's `results_file`).
+    type Appender: io::Write + Send;
+    /// Opens an existing file for appending at its end. What is appended is durable only after
+    /// [`Storage::sync_file`].
+    fn open_append(&self, path: &Path) -> io::Result<Self::Appender>;
+    /// Cuts (or extends with zeros) a file to `len` bytes. Not durable until synced.
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Gives the file `from` a second name `to` (a hard link); fails if `to` exists or is on
+    /// another file system. Durable after syncing `to`'s folder.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
 }
 
 /// The bytes of a file: a read-only map or an owned buffer.
@@ -107,6 +119,19 @@ pub struct FsStorage;
 
 impl Storage for FsStorage {
     type Lock = File;
+    type Appender = File;
+
+    fn open_append(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().append(true).open(path)
+    }
+
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        OpenOptions::new().write(true).open(path)?.set_len(len)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
+    }
 
     // `File::try_lock` is stable since Rust 1.89; the workspace still says 1.85 (the integrator
     // raises `rust-version`).
@@ -278,6 +303,26 @@ impl Drop for FaultyLock {
         if let Ok(mut model) = self.model.lock() {
             model.locks.remove(&self.path);
         }
+    }
+}
+
+/// A [`FaultyStorage`] file open for appending: every write is one operation (it may crash).
+/// Like a descriptor, it follows the file, not its name (a rename does not redirect it).
+#[derive(Debug)]
+pub struct FaultyAppender {
+    storage: FaultyStorage,
+    inode: usize,
+}
+
+impl io::Write for FaultyAppender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut model = self.storage.op()?;
+        model.inodes[self.inode].live.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -496,6 +541,37 @@ impl Model {
 
 impl Storage for FaultyStorage {
     type Lock = FaultyLock;
+    type Appender = FaultyAppender;
+
+    fn open_append(&self, path: &Path) -> io::Result<FaultyAppender> {
+        let inode = self.op()?.file(path)?;
+        Ok(FaultyAppender {
+            storage: self.clone(),
+            inode,
+        })
+    }
+
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut model = self.op()?;
+        let id = model.file(path)?;
+        model.inodes[id].live.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut model = self.op()?;
+        let id = model.file(from)?;
+        let parent_gen = model.parent_gen(to)?;
+        if model.live.contains_key(to) {
+            let what = format!("{}: exists", to.display());
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, what));
+        }
+        let entry = Entry::File(id);
+        model
+            .live
+            .insert(to.to_path_buf(), Node { parent_gen, entry });
+        Ok(())
+    }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<FaultyLock>> {
         // Not counted: locks do not survive a crash and hold no data.
