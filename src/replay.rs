@@ -476,6 +476,13 @@ impl<'a> FileRun<'a> {
                 Err(e) => failures.push(e),
             }
         }
+        // With --strict several threads may each stop at a malformed line: the first in the
+        // file is the one reported, whichever thread found it first.
+        let line = |e: &Error| match e {
+            Error::Io(weir_io::Error::Malformed { line, .. }) => *line,
+            _ => u64::MAX,
+        };
+        failures.sort_by_key(line);
         let job = Error::settle(failures, joined)?;
         let before = self.chunks.lines_before_each();
         for m in &mut stats.examples {
