@@ -772,7 +772,8 @@ impl Split for PartitionSplit<'_> {
         let run = self
             .reader
             .read(&mut self.buf, self.read_bytes, Duration::from_millis(50))?;
-        self.meter.consumer_lag(self.reader.position(), || self.reader.end_offset());
+        self.meter
+            .consumer_lag(self.reader.position(), || self.reader.end_offset());
         if run.lines > 0 {
             self.last_record = Instant::now();
             return Ok(Step::Lines {

@@ -2,18 +2,20 @@
 //! status page at `/` on `--metrics-listen ADDR` (`weir run`, `serve` and `replay`).
 //!
 //! ```text
-//!  engine LiveStats (per batch) ──┐
-//!  source driver: meter(k) per run of lines ──┤
-//!  coordinator: checkpoint(…) ────┼──▶ Snapshot::take() ──┬─▶ /metrics      (Prometheus text)
-//!  Kafka producer: commit counts ─┤     (at each request)  └─▶ /status.json ──▶ / (the page polls)
-//!  errors: error(kind, why) ──────┘
+//!  engine LiveStats (per batch) ───┐
+//!  source driver: meter(k) (per run ┤
+//!    of lines; Kafka lag per second)┤
+//!  coordinator: checkpoint(…) ─────┼──▶ Snapshot::take() ──┬─▶ /metrics (Prometheus text)
+//!  Kafka producer: CommitCounts ───┤     (at each request)  └─▶ /status.json ──▶ / (the page)
+//!  serve: error(kind, why) ────────┘
 //! ```
 //!
 //! Nothing is counted twice: the engine's own counters ([`LiveStats`]: rows, late rows,
 //! watermarks, queues, windows, results) are read at each request, not copied as the job runs.
 //! What the engine cannot know (lines and bytes of input, malformed lines, checkpoints written,
-//! Kafka lag and transactions, errors) is counted here by the drivers, per chunk, checkpoint or
-//! event, with relaxed atomics.
+//! Kafka lag, errors) is counted here, per run of lines (the source driver's
+//! [`Meter`](weir_io::split::Meter) hook), per checkpoint or per event, with relaxed atomics;
+//! the Kafka producer's own commit counts ([`CommitCounts`]) are read like the engine's.
 //!
 //! The registry is process-wide, as the endpoint is: [`listen`] turns it on once, before the
 //! run, and every recording function below is a no-op (one branch) while it is off, so drivers
