@@ -409,6 +409,9 @@ pub fn replay_checkpointed(
     };
     let snap_rx = job.take_snapshots().expect("built with checkpoints");
     let mut started = Started::attach(job, &cfg.job, schema)?;
+    crate::metrics::watch_job(&started.job, &cfg.job, |_| {
+        crate::metrics::path_label(&cfg.input)
+    });
     let inputs = started.job.take_inputs();
 
     let dropping = |epoch: u64, last: u64| {

@@ -147,6 +147,8 @@ impl Coordinator<'_> {
             sink.commit(epoch, &written.manifest, &positions, false, last_one)?;
             self.store.retain(self.keep)?;
             let took = requested.elapsed();
+            let pause = states.iter().map(|s| s.pause).max().unwrap_or_default();
+            crate::metrics::checkpoint(epoch, took, written.bytes, pause);
             total += took;
             done.max = done.max.max(took);
             done.bytes += written.bytes;

@@ -332,6 +332,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         .build()?;
     let schema = LineParser::new(opts.clone()).schema();
     producer.begin()?;
+    crate::metrics::watch_commits(producer.commit_counts());
     let records = std::sync::Arc::new(AtomicU64::new(0));
     let (sink, mut committer) = transactional(
         producer,
@@ -360,6 +361,7 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
         None => spec.start_with_sink(schema, sink)?,
     };
     let snap_rx = job.take_snapshots().expect("built with checkpoints");
+    crate::metrics::watch_job(&job, &cfg.job, |p| input_label(&cfg.from, p));
     let job_inputs = job.take_inputs();
 
     let requested = AtomicU64::new(committed);
@@ -463,6 +465,14 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     summary.records = records.load(Ordering::Relaxed);
     summary.elapsed = started_at.elapsed();
     Ok(summary)
+}
+
+/// The metrics label of engine input `p`: `TOPIC/P` for a Kafka partition, the path for a file.
+fn input_label(from: &Source, p: usize) -> String {
+    match from {
+        Source::Kafka(url) => format!("{}/{p}", url.topic),
+        Source::File(path) => crate::metrics::path_label(path),
+    }
 }
 
 /// What the readers and the coordinator share.
@@ -685,8 +695,12 @@ fn read_partition(
         buf: Vec::with_capacity(1 << 20),
         // Small reads when throttled, so that a slowed run still moves in small steps.
         read_bytes: if delay.is_zero() { 1 << 20 } else { 1 << 14 },
+        meter: crate::metrics::meter(input.index()),
     };
-    let mut driver = Driver::new(LineParser::new(opts)).with_pace(delay);
+    let meter = split.meter.clone();
+    let mut driver = Driver::new(LineParser::new(opts))
+        .with_pace(delay)
+        .with_meter(meter.driver());
     driver.run(&mut split, &mut input)?;
     input.finish()?;
     Ok((partition, driver.into_stats()))
@@ -708,6 +722,8 @@ struct PartitionSplit<'a> {
     last_record: Instant,
     buf: Vec<u8>,
     read_bytes: usize,
+    /// The partition's metrics (its consumer lag is measured here).
+    meter: crate::metrics::Meter,
 }
 
 impl PartitionSplit<'_> {
@@ -756,6 +772,8 @@ impl Split for PartitionSplit<'_> {
         let run = self
             .reader
             .read(&mut self.buf, self.read_bytes, Duration::from_millis(50))?;
+        self.meter
+            .consumer_lag(self.reader.position(), || self.reader.end_offset());
         if run.lines > 0 {
             self.last_record = Instant::now();
             return Ok(Step::Lines {

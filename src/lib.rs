@@ -35,6 +35,7 @@ pub mod checkpointed;
 mod coordinator;
 mod error;
 pub mod kafka_run;
+pub mod metrics;
 pub mod replay;
 pub mod serve;
 pub mod stop;

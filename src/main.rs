@@ -212,6 +212,10 @@ struct JobArgs {
     /// No progress bar and no summary.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a live status page at http://ADDR/
+    /// while the job runs (e.g. 127.0.0.1:9898; port 0 picks a free one, said on stderr).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -380,6 +384,17 @@ struct GenArgs {
 }
 
 impl JobArgs {
+    /// Starts serving metrics and the status page if --metrics-listen asks for them, and says
+    /// where (even with --quiet: it is what the flag asked for).
+    fn serve_metrics(&self) -> Result<(), weir::Error> {
+        if let Some(addr) = &self.metrics_listen {
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let bound = weir::metrics::listen(addr, command)?;
+            eprintln!("weir: metrics on http://{bound}/metrics, status page on http://{bound}/");
+        }
+        Ok(())
+    }
+
     fn parse_config(&self) -> ParseConfig {
         let mut p = ParseConfig {
             format: self.format.log_format(),
@@ -470,6 +485,7 @@ fn is_broken_pipe(e: &weir::Error) -> bool {
 }
 
 fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
+    a.job.serve_metrics()?;
     if let Some(to) = a.to.take() {
         return replay_to_kafka(a, to);
     }
@@ -559,6 +575,7 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
 }
 
 fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
+    a.job.serve_metrics()?;
     let mut cfg = KafkaRunConfig::new(Source::Kafka(a.from), a.to, a.checkpoint_dir);
     if a.job.output.is_some() || a.job.output_format != OutputFormatArg::Print {
         return Err(weir::Error::Usage(
@@ -742,6 +759,7 @@ fn progress_bar(input: &std::path::Path) -> indicatif::ProgressBar {
 }
 
 fn run_serve(a: ServeArgs) -> Result<(), weir::Error> {
+    a.job.serve_metrics()?;
     let mut cfg = ServeConfig::new(a.listen.clone());
     cfg.parse = a.job.parse_config();
     cfg.job = a.job.job_options()?;

@@ -388,6 +388,9 @@ fn replay_file(cfg: &ReplayConfig, file: &MappedFile) -> Result<RunSummary> {
     run.halt = cfg.stop.clone();
     let spec = job_spec(&cfg.job, run.threads)?;
     let mut started = Started::start(&cfg.job, &spec, &opts)?;
+    crate::metrics::watch_job(&started.job, &cfg.job, |_| {
+        crate::metrics::path_label(file.path())
+    });
     let parsed = run.parse(started.job.take_inputs());
     let joined = started.join();
     let (stats, job) = run.settle(parsed, joined)?;
@@ -440,8 +443,10 @@ impl<'a> FileRun<'a> {
                     s.spawn(move || {
                         let halt = self.halt.as_ref().map(|h| h as &dyn Halt);
                         let mut split = self.chunks.split(halt);
+                        let meter = crate::metrics::meter(input.index());
                         let mut driver = Driver::new(LineParser::new(self.opts.clone()))
                             .with_progress(self.progress.as_deref().map(|p| p as _))
+                            .with_meter(meter.driver())
                             .with_pace(self.chunk_delay);
                         let driven = driver.run(&mut split, &mut input);
                         match driven.and_then(|_| Ok(input.finish()?)) {
@@ -507,9 +512,14 @@ fn replay_stream(cfg: &ReplayConfig, reader: Box<dyn Read + Send>) -> Result<Run
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
     let spec = job_spec(&cfg.job, 1)?;
     let mut started = Started::start(&cfg.job, &spec, &opts)?;
+    crate::metrics::watch_job(&started.job, &cfg.job, |_| {
+        crate::metrics::path_label(&cfg.input)
+    });
     let mut input = started.job.input().expect("one input");
-    let mut driver =
-        Driver::new(LineParser::new(opts)).with_progress(cfg.progress.as_deref().map(|p| p as _));
+    let meter = crate::metrics::meter(input.index());
+    let mut driver = Driver::new(LineParser::new(opts))
+        .with_progress(cfg.progress.as_deref().map(|p| p as _))
+        .with_meter(meter.driver());
     let driven = driver.run(&mut split, &mut input);
     if let Some(stop) = &cfg.stop {
         stop.set_dropping(format!(

@@ -136,6 +136,18 @@ enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The kind of error this ending counts as in the metrics, if it is one.
+    fn error_kind(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Closed => None,
+            Outcome::BadInput => Some("connection_bad_input"),
+            Outcome::TimedOut => Some("connection_timed_out"),
+            Outcome::Failed => Some("connection_failed"),
+        }
+    }
+}
+
 /// What a connection thread reports when its connection has ended.
 struct Report {
     id: u64,
@@ -234,6 +246,7 @@ pub fn serve(
         .idle_timeout(cfg.idle_timeout)
         .build()?;
     let mut started = Started::start_live(&cfg.job, &spec, &opts)?;
+    crate::metrics::watch_job(&started.job, &cfg.job, |k| format!("conn-{k}"));
     let (reports_tx, reports) = crossbeam_channel::unbounded();
     let shared = Shared {
         cfg,
@@ -366,6 +379,10 @@ fn accept_loop<'scope>(
         }
         let Ok(input) = shared.free.1.try_recv() else {
             shared.refused.fetch_add(1, Ordering::SeqCst);
+            crate::metrics::error(
+                "connection_refused",
+                &format!("{peer}: too many connections"),
+            );
             let cap = shared.free.0.capacity().unwrap_or(0);
             (shared.say)(&format!(
                 "{peer}: refused: too many connections (the limit is {cap}, --max-connections)"
@@ -455,6 +472,9 @@ fn serve_connection(
     }
     // The pool has room for every input.
     let _ = shared.free.0.send(input);
+    if let Some(kind) = report.outcome.error_kind() {
+        crate::metrics::error(kind, &format!("{peer}: {why}"));
+    }
     // Said once the input is free again: a client that sees it can connect and be served.
     let format = report
         .format
@@ -535,7 +555,8 @@ fn read_connection(
         )));
     }
     report.format = Some(f);
-    let mut driver = Driver::new(parser);
+    let meter = crate::metrics::meter(input.index());
+    let mut driver = Driver::new(parser).with_meter(meter.driver());
     let read = driver.run(split, input).map(drop);
     // After a failure, rows still buffered go in before the input is handed back.
     let flushed = match &read {

@@ -13,21 +13,22 @@
 //! caller's thread and blocks while the workers' queues are full, so the producer runs exactly as
 //! fast as the job can take.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use crossbeam_channel::Receiver;
 
 use crate::error::{EngineError, Result};
+use crate::live::LiveStats;
 use crate::message::{Barrier, Message};
 use crate::partition::Partitioner;
 use crate::plan::Plan;
 use crate::queue::{self, Producer};
-use crate::sink::{collect, CollectorReport, ResultSink, SinkError};
+use crate::sink::{collect, ResultSink, SinkError};
 use crate::snapshot::WorkerSnapshot;
 use crate::spec::JobSpec;
 use crate::state::RestoredWorker;
@@ -124,6 +125,20 @@ impl JobSpec {
                 worker_inputs.push(rx);
             }
         }
+        let outputs: Vec<(queue::Producer, queue::Consumer)> = (0..p)
+            .map(|_| queue::bounded(self.queue_capacity))
+            .collect();
+        let live = Arc::new(LiveStats::new(
+            self.inputs,
+            consumers
+                .iter()
+                .zip(&outputs)
+                .map(|(ins, (out, _))| {
+                    let ins = ins.iter().map(|c| Arc::clone(c.stats())).collect();
+                    (ins, Arc::clone(out.stats()))
+                })
+                .collect(),
+        ));
         let (late_tx, late_rx) = if self.late_output {
             let (tx, rx) = crossbeam_channel::bounded(1024);
             (Some(tx), Some(rx))
@@ -137,13 +152,13 @@ impl JobSpec {
         } else {
             (None, None)
         };
-        let mut outputs = Vec::with_capacity(p);
+        let mut output_rx = Vec::with_capacity(p);
         let mut workers = Vec::with_capacity(p);
-        for (index, inputs) in consumers.into_iter().enumerate() {
-            let (out_tx, out_rx) = queue::bounded(self.queue_capacity);
-            outputs.push(out_rx);
+        for (index, (inputs, (out_tx, out_rx))) in consumers.into_iter().zip(outputs).enumerate() {
+            output_rx.push(out_rx);
             let worker = Worker {
                 index,
+                live: Arc::clone(&live),
                 plan: Arc::clone(&plan),
                 inputs,
                 output: out_tx,
@@ -162,21 +177,22 @@ impl JobSpec {
         drop((late_tx, snapshots_tx));
 
         let ordered = self.ordered;
+        let collector_live = Arc::clone(&live);
         let collector = std::thread::Builder::new()
             .name("weir-collector".into())
-            .spawn(move || collect(outputs, sink.as_mut(), ordered))
+            .spawn(move || collect(output_rx, sink.as_mut(), ordered, &collector_live))
             .map_err(|e| EngineError::Execution(format!("cannot start collector thread: {e}")))?;
 
-        let totals = Arc::new(InputTotals::default());
         let inputs = producers
             .into_iter()
-            .map(|producers| Input {
+            .enumerate()
+            .map(|(index, producers)| Input {
+                index,
                 plan: Arc::clone(&plan),
                 producers,
                 partitioner: Partitioner::with_plan(Arc::clone(&plan), p),
                 watermark: InputWatermark::new(self.watermark, self.windows),
-                totals: Arc::clone(&totals),
-                rows: 0,
+                live: Arc::clone(&live),
                 finished: false,
             })
             .collect();
@@ -187,18 +203,11 @@ impl JobSpec {
             snapshots: snapshots_rx,
             workers,
             collector,
-            totals,
+            live,
             started: Instant::now(),
             output_schema: Arc::clone(&plan.output_schema),
         })
     }
-}
-
-#[derive(Debug, Default)]
-struct InputTotals {
-    rows: AtomicU64,
-    blocked_ns: AtomicU64,
-    full_events: AtomicU64,
 }
 
 /// One input of a running job, owned by one pushing thread.
@@ -207,12 +216,12 @@ struct InputTotals {
 /// the run would be incomplete (a producer that panicked, say).
 #[derive(Debug)]
 pub struct Input {
+    index: usize,
     plan: Arc<Plan>,
     producers: Vec<Producer>,
     partitioner: Partitioner,
     watermark: InputWatermark,
-    totals: Arc<InputTotals>,
-    rows: u64,
+    live: Arc<LiveStats>,
     finished: bool,
 }
 
@@ -243,8 +252,24 @@ impl Input {
                 }
             }
         }
-        self.rows += n as u64;
+        let live = &self.live.inputs[self.index];
+        live.rows.add(n as u64);
+        self.publish_watermark();
         Ok(())
+    }
+
+    /// This input's place among the job's inputs (0-based): what [`LiveStats`] numbers it by.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Shows this input's watermark to [`LiveStats`] readers.
+    fn publish_watermark(&self) {
+        let live = &self.live.inputs[self.index];
+        live.watermark
+            .store(self.watermark.current(), Ordering::Relaxed);
+        live.max_timestamp
+            .store(self.watermark.max_timestamp(), Ordering::Relaxed);
     }
 
     /// Sends checkpoint barrier `epoch` to every worker, after everything pushed so far.
@@ -271,7 +296,9 @@ impl Input {
     /// pushed from earlier parts of it (so lateness follows the source's order, not the
     /// inputs' interleaving). Never moves the watermark back.
     pub fn advance_to(&mut self, max_timestamp: i64) -> Result<()> {
-        match self.watermark.advance(&[max_timestamp]) {
+        let advanced = self.watermark.advance(&[max_timestamp]);
+        self.publish_watermark();
+        match advanced {
             Some((_, wm)) => self.broadcast(Message::Watermark(wm)),
             None => Ok(()),
         }
@@ -285,6 +312,10 @@ impl Input {
     /// checkpoints must keep sending barriers through it.
     pub fn idle(&mut self) -> Result<()> {
         self.watermark.restart();
+        self.publish_watermark();
+        self.live.inputs[self.index]
+            .idle
+            .store(true, Ordering::Relaxed);
         self.broadcast(Message::Idle)
     }
 
@@ -292,12 +323,15 @@ impl Input {
     /// over): from now on it holds windows back from the start of event time until its rows
     /// move its watermark, or until it has been silent for the job's idle timeout.
     pub fn active(&mut self) -> Result<()> {
+        self.live.inputs[self.index]
+            .idle
+            .store(false, Ordering::Relaxed);
         self.broadcast(Message::Active)
     }
 
     /// Rows pushed through this input.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.live.inputs[self.index].rows.get()
     }
 
     /// Ends this input. The job ends when every input has finished.
@@ -328,18 +362,6 @@ impl Input {
     }
 }
 
-impl Drop for Input {
-    fn drop(&mut self) {
-        let t = &self.totals;
-        t.rows.fetch_add(self.rows, Ordering::Relaxed);
-        for p in &self.producers {
-            t.blocked_ns
-                .fetch_add(p.blocked().as_nanos() as u64, Ordering::Relaxed);
-            t.full_events.fetch_add(p.full_events(), Ordering::Relaxed);
-        }
-    }
-}
-
 /// A started job.
 #[derive(Debug)]
 pub struct RunningJob {
@@ -348,8 +370,8 @@ pub struct RunningJob {
     late: Option<Receiver<RecordBatch>>,
     snapshots: Option<Receiver<WorkerSnapshot>>,
     workers: Vec<JoinHandle<Result<WorkerReport>>>,
-    collector: JoinHandle<Result<CollectorReport>>,
-    totals: Arc<InputTotals>,
+    collector: JoinHandle<Result<()>>,
+    live: Arc<LiveStats>,
     started: Instant,
     output_schema: SchemaRef,
 }
@@ -393,6 +415,11 @@ impl RunningJob {
         self.snapshots.take()
     }
 
+    /// The job's counters, readable while it runs (metrics, status pages).
+    pub fn live(&self) -> Arc<LiveStats> {
+        Arc::clone(&self.live)
+    }
+
     /// The schema of result batches.
     pub fn output_schema(&self) -> SchemaRef {
         Arc::clone(&self.output_schema)
@@ -423,11 +450,7 @@ impl RunningJob {
         for (worker, handle) in self.workers.into_iter().enumerate() {
             match handle.join() {
                 Ok(Ok(r)) => {
-                    stats.late_rows += r.late_rows;
-                    for (w, n) in r.late_by_window {
-                        *stats.late_by_window.entry(w).or_default() += n;
-                    }
-                    stats.worker_rows.push(r.rows);
+                    stats.worker_rows.push(self.live.worker_rows(worker));
                     stats.worker_cores.push(r.core);
                     stats.peak_open_windows = stats.peak_open_windows.max(r.peak_open_windows);
                     stats.peak_window_bytes = stats.peak_window_bytes.max(r.peak_state_bytes);
@@ -455,21 +478,27 @@ impl RunningJob {
             .collector
             .join()
             .map_err(|_| EngineError::Internal("the collector thread panicked".into()))?;
-        let c = match (collected, first_err) {
-            (Ok(c), None) => c,
+        match (collected, first_err) {
+            (Ok(_), None) => {}
             (Ok(_), Some(e)) => return Err(e),
             // The collector only saw a worker stop: the worker's error says why.
             (Err(EngineError::WorkerStopped { .. }), Some(e)) => return Err(e),
             (Err(_), Some(e)) if rank(&e) < 2 => return Err(e),
             (Err(c), _) => return Err(c),
         };
-        stats.windows_fired = c.windows;
-        stats.result_rows = c.rows;
-        stats.result_batches = c.batches;
-        stats.checkpoints = c.checkpoints;
-        stats.rows_in = self.totals.rows.load(Ordering::Relaxed);
-        stats.input_blocked = Duration::from_nanos(self.totals.blocked_ns.load(Ordering::Relaxed));
-        stats.input_full_events = self.totals.full_events.load(Ordering::Relaxed);
+        let live = &self.live;
+        stats.late_rows = live.late_rows();
+        stats.late_by_window = live.late_by_window();
+        stats.windows_fired = live.windows_fired();
+        stats.result_rows = live.result_rows();
+        stats.result_batches = live.result_batches();
+        stats.checkpoints = live.checkpoints();
+        stats.rows_in = live.rows_in();
+        for w in 0..live.workers() {
+            let (n, t) = live.worker_stalls(w);
+            stats.input_full_events += n;
+            stats.input_blocked += t;
+        }
         stats.elapsed = self.started.elapsed();
         Ok(stats)
     }

@@ -22,15 +22,16 @@
 //
 //   error  window  message  stats  align  pages     leaves
 //   hash → error;  watermark → window;  queue → message
+//   live → queue                                    counters readable while a job runs
 //   aggregate → pages, hash
 //   snapshot → aggregate, pages                     what a worker hands out at a barrier
 //   spec → aggregate, snapshot, watermark, window, queue
 //   plan → spec, aggregate, hash, window            a spec bound to a schema
 //   state → plan, snapshot, aggregate, hash, pages
 //   partition → plan, spec, hash
-//   worker → state, plan, snapshot, align, queue, message, watermark
-//   sink → align, queue, message
-//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats
+//   worker → state, plan, snapshot, align, queue, message, watermark, live
+//   sink → align, queue, message, live
+//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats, live
 
 pub mod aggregate;
 mod align;
@@ -38,6 +39,7 @@ pub mod checkpoint;
 mod error;
 mod hash;
 mod job;
+pub mod live;
 mod message;
 mod pages;
 mod partition;
@@ -58,6 +60,7 @@ pub use aggregate::{
 pub use error::{EngineError, Result};
 pub use hash::{hash_bytes, hash_u64, partition_of};
 pub use job::{aggregate, Input, RunningJob};
+pub use live::LiveStats;
 pub use message::{Barrier, Message};
 pub use partition::Partitioner;
 pub use sink::{ResultSink, SinkError};

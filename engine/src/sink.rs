@@ -16,6 +16,7 @@ use crossbeam_channel::Select;
 
 use crate::align::BarrierAligner;
 use crate::error::{EngineError, Result};
+use crate::live::LiveStats;
 use crate::message::{Barrier, Message};
 use crate::queue::Consumer;
 
@@ -48,22 +49,14 @@ where
     }
 }
 
-/// What the collector saw.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CollectorReport {
-    pub windows: u64,
-    pub batches: u64,
-    pub rows: u64,
-    pub checkpoints: u64,
-}
-
 struct Collector<'a> {
     sink: &'a mut dyn ResultSink,
     ordered: bool,
     /// Fired windows not yet released, by start: (worker, batch).
     held: BTreeMap<i64, Vec<(usize, RecordBatch)>>,
     windows_seen: BTreeSet<i64>,
-    report: CollectorReport,
+    /// Where the collector counts windows, results and checkpoints.
+    live: &'a LiveStats,
 }
 
 fn window_start(batch: &RecordBatch) -> i64 {
@@ -75,8 +68,8 @@ fn window_start(batch: &RecordBatch) -> i64 {
 
 impl Collector<'_> {
     fn deliver(&mut self, batch: RecordBatch) -> Result<()> {
-        self.report.batches += 1;
-        self.report.rows += batch.num_rows() as u64;
+        self.live.result_batches.add(1);
+        self.live.result_rows.add(batch.num_rows() as u64);
         self.sink.batch(batch).map_err(EngineError::Sink)
     }
 
@@ -107,14 +100,15 @@ pub(crate) fn collect(
     outputs: Vec<Consumer>,
     sink: &mut dyn ResultSink,
     ordered: bool,
-) -> Result<CollectorReport> {
+    live: &LiveStats,
+) -> Result<()> {
     let n = outputs.len();
     let mut c = Collector {
         sink,
         ordered,
         held: BTreeMap::new(),
         windows_seen: BTreeSet::new(),
-        report: CollectorReport::default(),
+        live,
     };
     let mut wms = vec![i64::MIN; n];
     // A worker that has delivered barrier n is not read again until every worker has: what it
@@ -135,7 +129,7 @@ pub(crate) fn collect(
                 }
                 let start = window_start(&batch);
                 if c.windows_seen.insert(start) {
-                    c.report.windows += 1;
+                    c.live.windows_fired.add(1);
                 }
                 if c.ordered {
                     c.held.entry(start).or_default().push((w, batch));
@@ -159,11 +153,11 @@ pub(crate) fn collect(
         }
         if let Some(epoch) = aligner.release() {
             c.release(i64::MAX)?;
-            c.report.checkpoints += 1;
+            c.live.checkpoints.add(1);
             c.sink.checkpoint(epoch).map_err(EngineError::Sink)?;
         }
     }
     c.release(i64::MAX)?;
     c.sink.finish().map_err(EngineError::Sink)?;
-    Ok(c.report)
+    Ok(())
 }

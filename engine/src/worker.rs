@@ -14,7 +14,7 @@
 //! has come from every other live input ([`BarrierAligner`]): that is barrier alignment, and it
 //! makes the state at the barrier exactly the fold of everything before it on every input.
 
-use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use crossbeam_channel::{RecvTimeoutError, Select, Sender};
 
 use crate::align::BarrierAligner;
 use crate::error::{EngineError, Result};
+use crate::live::LiveStats;
 use crate::message::{Barrier, Message};
 use crate::plan::Plan;
 use crate::queue::{Consumer, Producer};
@@ -34,11 +35,6 @@ use crate::watermark::CombinedWatermark;
 /// What a worker did, returned when it ends.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct WorkerReport {
-    pub rows: u64,
-    pub late_rows: u64,
-    pub late_by_window: BTreeMap<i64, u64>,
-    pub windows_fired: u64,
-    pub result_rows: u64,
     pub core: Option<usize>,
     pub output_blocked: Duration,
     pub peak_open_windows: usize,
@@ -51,6 +47,8 @@ pub(crate) struct WorkerReport {
 /// Everything a worker thread starts with.
 pub(crate) struct Worker {
     pub index: usize,
+    /// Where the worker counts rows, late rows and its watermark as it goes.
+    pub live: Arc<LiveStats>,
     pub plan: Arc<Plan>,
     pub inputs: Vec<Consumer>,
     pub output: Producer,
@@ -65,6 +63,7 @@ pub(crate) struct Worker {
 
 struct Running {
     index: usize,
+    live: Arc<LiveStats>,
     snapshots: Option<Sender<WorkerSnapshot>>,
     plan: Arc<Plan>,
     store: WindowStore,
@@ -80,6 +79,7 @@ impl Worker {
     pub(crate) fn run(self) -> Result<WorkerReport> {
         let Worker {
             index,
+            live,
             plan,
             inputs,
             output,
@@ -95,6 +95,7 @@ impl Worker {
         };
         let mut run = Running {
             index,
+            live,
             snapshots,
             plan,
             store,
@@ -138,11 +139,12 @@ impl Worker {
                 run.advance(wm.current(now))?;
                 continue;
             };
+            inputs[i].received();
             if !matches!(msg, Some(Message::Idle)) {
                 wm.touch(i, now);
             }
             match msg {
-                Some(Message::Data(batch)) => run.process(&batch, wm.of(i))?,
+                Some(Message::Data(batch)) => run.process(&batch, i, wm.of(i))?,
                 Some(Message::Watermark(w)) => wm.update(i, w),
                 Some(Message::Barrier(Barrier { epoch })) => aligner.hold(i, epoch),
                 Some(Message::Idle) => wm.idle(i),
@@ -211,6 +213,9 @@ impl Running {
             return Ok(());
         }
         self.watermark = wm;
+        self.live.workers[self.index]
+            .watermark
+            .store(wm, Ordering::Relaxed);
         let plan = Arc::clone(&self.plan);
         let mut fired = Vec::new();
         self.store.fire(&plan, wm, |batch| {
@@ -218,8 +223,6 @@ impl Running {
             Ok(())
         })?;
         for batch in fired {
-            self.report.windows_fired += 1;
-            self.report.result_rows += batch.num_rows() as u64;
             self.send(Message::Data(batch))?;
         }
         self.send(Message::Watermark(wm))
@@ -252,24 +255,24 @@ impl Running {
         self.send(Message::Barrier(Barrier { epoch }))
     }
 
-    /// Folds one batch into its windows. Rows whose window ends at or before `input_wm` (the
-    /// watermark of the input that sent them) or the worker's watermark are late.
-    fn process(&mut self, batch: &RecordBatch, input_wm: i64) -> Result<()> {
+    /// Folds one batch from input `input` into its windows. Rows whose window ends at or before
+    /// `input_wm` (the watermark of that input) or the worker's watermark are late.
+    fn process(&mut self, batch: &RecordBatch, input: usize, input_wm: i64) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
         }
-        self.report.rows += n as u64;
+        self.live.workers[self.index].rows.add(n as u64);
         let plan = Arc::clone(&self.plan);
         let ts = plan.timestamps(batch);
         let keys = plan.key_columns(batch);
         let start = plan.windows.start_of(ts[0]);
         let end = plan.windows.end_of(start);
         if ts.iter().all(|&t| t >= start && t < end) {
-            self.fold(&plan, batch, &keys, start, None, input_wm)?;
+            self.fold(&plan, batch, &keys, start, None, (input, input_wm))?;
         } else {
             for (start, rows) in rows_by_window(&plan, ts) {
-                self.fold(&plan, batch, &keys, start, Some(&rows), input_wm)?;
+                self.fold(&plan, batch, &keys, start, Some(&rows), (input, input_wm))?;
             }
         }
         let open = self.store.len();
@@ -286,10 +289,10 @@ impl Running {
         keys: &[ArrayRef],
         start: i64,
         rows: Option<&[u32]>,
-        input_wm: i64,
+        (input, input_wm): (usize, i64),
     ) -> Result<()> {
         if plan.windows.end_of(start) <= self.watermark.max(input_wm) {
-            return self.late(batch, start, rows);
+            return self.late(batch, input, start, rows);
         }
         let window = self.store.window_mut(plan, start);
         window.update(plan, keys, batch, rows, &mut self.groups)?;
@@ -301,10 +304,15 @@ impl Running {
     }
 
     /// Counts (and, if asked, forwards) rows whose window has already fired.
-    fn late(&mut self, batch: &RecordBatch, start: i64, rows: Option<&[u32]>) -> Result<()> {
+    fn late(
+        &mut self,
+        batch: &RecordBatch,
+        input: usize,
+        start: i64,
+        rows: Option<&[u32]>,
+    ) -> Result<()> {
         let n = rows.map_or(batch.num_rows(), <[u32]>::len) as u64;
-        self.report.late_rows += n;
-        *self.report.late_by_window.entry(start).or_default() += n;
+        self.live.late(self.index, input, start, n);
         if let Some(tx) = &self.late {
             let late = match rows {
                 None => batch.clone(),

@@ -52,6 +52,15 @@ impl Reader {
         }
     }
 
+    /// A Kafka partition's end offset now (asks the broker); `None` for the file, or when the
+    /// broker does not answer.
+    pub(crate) fn end_offset(&self) -> Option<i64> {
+        match self {
+            Reader::Kafka(r) => r.end_offset().ok(),
+            Reader::File(_) => None,
+        }
+    }
+
     /// Lines before [`Reader::position`] (files; 0 for Kafka, whose offsets number the lines).
     pub(crate) fn lines_before(&self) -> u64 {
         match self {

@@ -12,6 +12,8 @@
 //! each checkpoint and the progress is committed as a plain offset commit afterwards, so a crash
 //! between the two repeats an epoch's output (the baseline of the exactly-once benchmark).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -68,11 +70,22 @@ pub struct ProducerOptions {
     pub transaction_timeout: Duration,
 }
 
+/// How the commits of a job's output went, readable while it runs (metrics): transactions
+/// exactly once, offset commits at least once.
+#[derive(Debug, Default)]
+pub struct CommitCounts {
+    /// Commits that succeeded.
+    pub committed: AtomicU64,
+    /// Commits that failed (a transaction then aborted: presumed abort).
+    pub aborted: AtomicU64,
+}
+
 /// The job's producer and the consumer handle of its progress group.
 pub struct JobProducer {
     producer: BaseProducer,
     group: BaseConsumer,
     opts: ProducerOptions,
+    counts: Arc<CommitCounts>,
     /// When the open transaction began (`None`: none is open).
     txn_since: Option<Instant>,
 }
@@ -108,7 +121,13 @@ impl JobProducer {
             group,
             opts,
             txn_since: None,
+            counts: Arc::default(),
         })
+    }
+
+    /// How this producer's commits went so far.
+    pub fn commit_counts(&self) -> Arc<CommitCounts> {
+        Arc::clone(&self.counts)
     }
 
     /// The job's committed progress and the group's committed offsets of `inputs`
@@ -168,6 +187,18 @@ impl JobProducer {
     /// since [`JobProducer::begin`]: one transaction. At least once: flushes, then commits the
     /// offsets.
     pub fn commit(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
+        let done = self.commit_once(progress, inputs);
+        let c = &self.counts;
+        let n = if done.is_ok() {
+            &c.committed
+        } else {
+            &c.aborted
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        done
+    }
+
+    fn commit_once(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
         let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
         let meta = serde_json::to_string(progress).expect("serialisable");
         tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))

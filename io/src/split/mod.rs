@@ -110,11 +110,19 @@ pub enum Ended {
 /// A hook called with the bytes of every parsed [`Step::Lines`] (a progress bar).
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
+/// Where a driver reports what it read, run of lines by run of lines: metrics (weir's
+/// `--metrics-listen`). Called once per [`Step::Lines`], never per line.
+pub trait Meter: Sync {
+    /// A run of `bytes` bytes was parsed into `counted`.
+    fn read(&self, counted: Counted, bytes: u64);
+}
+
 /// The loop every source runs: parses what a [`Split`] hands out into an engine [`Input`].
 pub struct Driver<'a> {
     parser: LineParser,
     batches: Vec<RecordBatch>,
     progress: Option<Progress<'a>>,
+    meter: Option<&'a dyn Meter>,
     pace: Duration,
 }
 
@@ -125,6 +133,7 @@ impl<'a> Driver<'a> {
             parser,
             batches: Vec::new(),
             progress: None,
+            meter: None,
             pace: Duration::ZERO,
         }
     }
@@ -132,6 +141,12 @@ impl<'a> Driver<'a> {
     /// Calls `progress` with the size of every run of lines parsed.
     pub fn with_progress(mut self, progress: Option<Progress<'a>>) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Reports the counts of every run of lines parsed to `meter`.
+    pub fn with_meter(mut self, meter: Option<&'a dyn Meter>) -> Self {
+        self.meter = meter;
         self
     }
 
@@ -170,6 +185,9 @@ impl<'a> Driver<'a> {
                         rows: st.rows - before.1,
                         malformed: st.malformed - before.2,
                     };
+                    if let Some(m) = self.meter {
+                        m.read(counted, len);
+                    }
                     if let Some(ts) = split.parsed(counted, &|| max_timestamp(&self.batches))? {
                         input.advance_to(ts)?;
                     }
