@@ -299,6 +299,11 @@ fn serve_refuses_connections_over_the_cap_with_a_reason_and_serves_again_when_on
     // A slot is free again.
     let text: String = (0..12).map(|s| line(s, "10.0.0.7")).collect();
     send_all(&addr, &text);
+    // Its rows are in the job before `b` moves time on: otherwise they could come in after
+    // `b`'s line had fired their window (a slow reader of one socket, not a fault of weir's).
+    run.until_err("the new connection's end", LIMIT, |l| {
+        l.contains("12 lines (simple), closed by the client")
+    });
     b.write_all(line(13, "10.0.0.8").as_bytes()).unwrap();
     b.shutdown(Shutdown::Write).unwrap();
     read_to_close(&mut b);
