@@ -374,6 +374,13 @@ struct GenArgs {
     /// The simple format has no date: keep its lines within one day.
     #[arg(long)]
     start_ms: Option<i64>,
+    /// Share of clients with an IPv6 address (0 to 0.995).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.03)]
+    ipv6: f64,
+    /// Pad valid lines (a `sid=` parameter in the path) to this mean length in bytes; default
+    /// no padding (combined lines average about 180 bytes, common ones about 90).
+    #[arg(long, value_name = "BYTES")]
+    line_bytes: Option<u64>,
     /// Write here instead of stdout.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
@@ -811,6 +818,11 @@ fn run_gen(a: GenArgs) -> Result<(), weir::Error> {
             "--rate must be a positive number".into(),
         ));
     }
+    if !(0.0..=0.995).contains(&a.ipv6) {
+        return Err(weir::Error::Usage(
+            "--ipv6 must be between 0 and 0.995".into(),
+        ));
+    }
     let opts = GenOptions {
         lines: a.lines,
         clients: a.clients.max(1),
@@ -823,6 +835,8 @@ fn run_gen(a: GenArgs) -> Result<(), weir::Error> {
         },
         out_of_order_ms: a.out_of_order.as_millis() as u64,
         malformed: a.malformed,
+        ipv6: a.ipv6,
+        line_bytes: a.line_bytes,
         ..GenOptions::default()
     };
     let opts = GenOptions {
