@@ -147,6 +147,11 @@ struct BenchArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Instead of the suite: how close `weir replay FILE` comes to reading FILE (`wc -l`),
+    /// `-p` the highest parallelism against `-p 1`, peak anonymous memory, and the read floor
+    /// (threads that only find the newlines of the mapped file); paired whole-process runs.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
     /// The baseline's child process: count FILE with the baseline loop, CSV to stdout.
     #[arg(long, hide = true, value_name = "FILE")]
     baseline_child: Option<PathBuf>,
@@ -960,6 +965,26 @@ fn run_bench(a: BenchArgs) -> Result<(), weir::Error> {
     }
     let exe = std::env::current_exe()
         .map_err(|e| weir::Error::Usage(format!("weir bench: cannot find its own binary: {e}")))?;
+    if let Some(file) = &a.file {
+        if !file.is_file() {
+            return Err(weir::Error::Usage(format!(
+                "--file {}: not a regular file",
+                file.display()
+            )));
+        }
+        let p = a
+            .max_parallelism
+            .unwrap_or_else(bench::cores)
+            .clamp(1, MAX_PARALLELISM);
+        let quiet = a.quiet;
+        let report = bench::limit::run(&exe, file, p, a.rounds.max(1), &|m| {
+            if !quiet {
+                eprintln!("weir bench: {m}");
+            }
+        })?;
+        print!("{}", bench::limit::table(&report));
+        return Ok(());
+    }
     let mut cfg = if a.quick {
         BenchConfig::quick(exe)
     } else {
