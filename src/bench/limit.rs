@@ -112,6 +112,7 @@ fn run_sampled(command: &mut Command) -> Result<Run, BenchError> {
 
 /// Waits for `child` and returns its exit status and CPU seconds (user + system), from
 /// `wait4`'s resource usage of that child alone.
+#[cfg(unix)]
 fn wait_with_cpu(
     child: &mut std::process::Child,
 ) -> std::io::Result<(std::process::ExitStatus, f64)> {
@@ -136,6 +137,14 @@ fn wait_with_cpu(
         std::process::ExitStatus::from_raw(status),
         secs(usage.ru_utime) + secs(usage.ru_stime),
     ))
+}
+
+/// Elsewhere: the exit status, and no CPU time (0).
+#[cfg(not(unix))]
+fn wait_with_cpu(
+    child: &mut std::process::Child,
+) -> std::io::Result<(std::process::ExitStatus, f64)> {
+    Ok((child.wait()?, 0.0))
 }
 
 /// N threads count the newlines of `file`, mapped, 1 MiB chunks taken from a shared counter
@@ -312,4 +321,44 @@ pub fn table(r: &LimitReport) -> String {
         let _ = writeln!(s, "warning: {w}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The read floor counts every line, whatever the chunk boundaries and thread count: checked
+    /// against a plain byte count of the same file.
+    #[test]
+    fn read_floor_counts_every_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut text = Vec::new();
+        for i in 0..40_000u32 {
+            text.extend(std::iter::repeat_n(b'x', (i as usize * 31) % 200));
+            text.push(b'\n');
+        }
+        std::fs::write(&path, &text).unwrap();
+        let want = text.iter().filter(|&&b| b == b'\n').count() as u64;
+        for threads in [1, 2, 3] {
+            assert_eq!(
+                read_floor(&path, threads).unwrap().1,
+                want,
+                "{threads} threads"
+            );
+        }
+    }
+
+    /// A child's wall and CPU time and its exit status come back; a failing child is an error
+    /// naming the command.
+    #[test]
+    fn run_sampled_times_a_child_and_reports_failure() {
+        let r = run_sampled(
+            Command::new("sh").args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"]),
+        )
+        .unwrap();
+        assert!(r.wall > 0.0 && r.cpu > 0.0, "{r:?}");
+        let e = run_sampled(Command::new("sh").args(["-c", "exit 3"])).unwrap_err();
+        assert!(e.to_string().contains("exit 3"), "{e}");
+    }
 }
