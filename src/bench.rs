@@ -25,6 +25,7 @@
 pub mod baseline;
 pub mod engine;
 pub mod kafka;
+pub mod limit;
 pub mod parse;
 pub mod report;
 

@@ -147,6 +147,11 @@ struct BenchArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Instead of the suite: how close `weir replay FILE` comes to reading FILE (`wc -l`),
+    /// `-p` the highest parallelism against `-p 1`, peak anonymous memory, and the read floor
+    /// (threads that only find the newlines of the mapped file); paired whole-process runs.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
     /// The baseline's child process: count FILE with the baseline loop, CSV to stdout.
     #[arg(long, hide = true, value_name = "FILE")]
     baseline_child: Option<PathBuf>,
@@ -378,6 +383,13 @@ struct GenArgs {
     /// The simple format has no date: keep its lines within one day.
     #[arg(long)]
     start_ms: Option<i64>,
+    /// Share of clients with an IPv6 address (0 to 0.995).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.03)]
+    ipv6: f64,
+    /// Pad valid lines (a `sid=` parameter in the path) to this mean length in bytes; default
+    /// no padding (combined lines average about 180 bytes, common ones about 90).
+    #[arg(long, value_name = "BYTES")]
+    line_bytes: Option<u64>,
     /// Write here instead of stdout.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
@@ -829,6 +841,11 @@ fn run_gen(a: GenArgs) -> Result<(), weir::Error> {
             "--rate must be a positive number".into(),
         ));
     }
+    if !(0.0..=0.995).contains(&a.ipv6) {
+        return Err(weir::Error::Usage(
+            "--ipv6 must be between 0 and 0.995".into(),
+        ));
+    }
     let opts = GenOptions {
         lines: a.lines,
         clients: a.clients.max(1),
@@ -841,6 +858,8 @@ fn run_gen(a: GenArgs) -> Result<(), weir::Error> {
         },
         out_of_order_ms: a.out_of_order.as_millis() as u64,
         malformed: a.malformed,
+        ipv6: a.ipv6,
+        line_bytes: a.line_bytes,
         ..GenOptions::default()
     };
     let opts = GenOptions {
@@ -964,6 +983,26 @@ fn run_bench(a: BenchArgs) -> Result<(), weir::Error> {
     }
     let exe = std::env::current_exe()
         .map_err(|e| weir::Error::Usage(format!("weir bench: cannot find its own binary: {e}")))?;
+    if let Some(file) = &a.file {
+        if !file.is_file() {
+            return Err(weir::Error::Usage(format!(
+                "--file {}: not a regular file",
+                file.display()
+            )));
+        }
+        let p = a
+            .max_parallelism
+            .unwrap_or_else(bench::cores)
+            .clamp(1, MAX_PARALLELISM);
+        let quiet = a.quiet;
+        let report = bench::limit::run(&exe, file, p, a.rounds.max(1), &|m| {
+            if !quiet {
+                eprintln!("weir bench: {m}");
+            }
+        })?;
+        print!("{}", bench::limit::table(&report));
+        return Ok(());
+    }
     let mut cfg = if a.quick {
         BenchConfig::quick(exe)
     } else {

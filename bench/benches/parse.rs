@@ -37,6 +37,7 @@ fn log(format: LogFormat) -> (Vec<u8>, GenOptions) {
         out_of_order_ms: 2_000,
         malformed: 0.001,
         start_ms: 1_715_475_600_000,
+        ..GenOptions::default()
     };
     (generate_vec(&opts).0, opts)
 }

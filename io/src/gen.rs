@@ -10,13 +10,18 @@
 //!   uniform in `[0, 1)`, which is the continuous Zipf law with exponent 1 (rank 1 is drawn
 //!   about `ln 2 / ln N` of the time) at the cost of one `exp` instead of a CDF table that would
 //!   not fit in memory for millions of clients. Each rank maps to a fixed address through a hash:
-//!   about 3 % IPv6 (`2001:db8:…`), 0.5 % host names, the rest IPv4.
+//!   an `ipv6` share of the ranks (3 % by default) IPv6 (`2001:db8:…`), 0.5 % host names, the
+//!   rest IPv4.
 //! * **Event time** advances at `rate` lines per second from `start_ms`. Each valid line steps back
 //!   by a uniform jitter in `[0, out_of_order_ms]`; after truncation to whole seconds the written
 //!   time is clamped so that it is never more than `out_of_order_ms` behind the largest time
 //!   written before it (the bound a watermark with that out-of-orderness relies on).
 //! * **Requests** are drawn from fixed lists of methods, paths (with numeric ids), statuses,
 //!   sizes (`-` for a 304), referers and user agents; all timestamps are written in `+0000`.
+//! * **Line length**: the lists above give combined lines of about 180 bytes. With `line_bytes`
+//!   set, valid lines carry a tracking parameter (`&sid=` and hex digits) at the end of their
+//!   path, as real logs often do, of a random length whose mean keeps the running mean line
+//!   length at `line_bytes` (lines vary around it; the mean over the file lands within a byte).
 //! * **Malformed lines**, a `malformed` fraction of them, are broken in ways the parser must
 //!   reject: orphan fragments (` "curl/7.54.0"`), an empty first field, an invalid or missing
 //!   timestamp (simple format: an invalid time, an empty client). [`GenSummary::malformed`] counts
@@ -49,6 +54,10 @@ pub struct GenOptions {
     pub malformed: f64,
     /// Event time of the first line, milliseconds since the epoch.
     pub start_ms: i64,
+    /// Share of client ranks whose address is IPv6, in `[0, 0.995]` (the default 0.03).
+    pub ipv6: f64,
+    /// Mean line length to pad valid lines to (see the module doc); `None`: no padding.
+    pub line_bytes: Option<u64>,
 }
 
 impl Default for GenOptions {
@@ -64,6 +73,8 @@ impl Default for GenOptions {
             out_of_order_ms: 0,
             malformed: 0.0,
             start_ms: 1_715_472_000_000,
+            ipv6: 0.03,
+            line_bytes: None,
         }
     }
 }
@@ -211,11 +222,20 @@ fn put_hex(buf: &mut Vec<u8>, v: u16) {
     }
 }
 
-/// Appends the address of client `rank`: fixed for a given seed.
-fn put_client(buf: &mut Vec<u8>, rank: u64, salt: u64) {
-    let h = mix64(rank ^ salt);
+/// How client ranks map to addresses: a seed's salt and the per-mille shares of the kinds.
+#[derive(Debug, Clone, Copy)]
+struct Clients {
+    salt: u64,
+    /// Ranks whose hash mod 1000 is below this are IPv6; the next 5 are host names.
+    ipv6_permille: u64,
+}
+
+/// Appends the address of client `rank`: fixed for a given seed and IPv6 share.
+fn put_client(buf: &mut Vec<u8>, rank: u64, clients: Clients) {
+    let h = mix64(rank ^ clients.salt);
+    let v6 = clients.ipv6_permille;
     match h % 1000 {
-        0..=29 => {
+        k if k < v6 => {
             buf.extend_from_slice(b"2001:db8:");
             put_hex(buf, (h >> 16) as u16);
             buf.push(b':');
@@ -223,7 +243,7 @@ fn put_client(buf: &mut Vec<u8>, rank: u64, salt: u64) {
             buf.extend_from_slice(b"::");
             put_hex(buf, (h >> 48) as u16);
         }
-        30..=34 => {
+        k if k < v6 + 5 => {
             buf.extend_from_slice(b"host-");
             put_u64(buf, rank);
             buf.push(b'.');
@@ -288,7 +308,15 @@ const WRITE_CHUNK: usize = 1 << 20;
 /// bytes.
 pub fn generate(opts: &GenOptions, w: &mut impl Write) -> io::Result<GenSummary> {
     let mut rng = SplitMix64::new(opts.seed);
-    let salt = mix64(opts.seed ^ 0x5EED_C11E);
+    let addresses = Clients {
+        salt: mix64(opts.seed ^ 0x5EED_C11E),
+        ipv6_permille: (opts.ipv6.clamp(0.0, 0.995) * 1000.0).round() as u64,
+    };
+    let mut padding = opts.line_bytes.map(|target| Padding {
+        target,
+        lines: 0,
+        bytes: 0,
+    });
     let clients = opts.clients.max(1);
     let ln_clients = (clients as f64).ln();
     let ms_per_line = if opts.rate > 0.0 {
@@ -330,18 +358,21 @@ pub fn generate(opts: &GenOptions, w: &mut impl Write) -> io::Result<GenSummary>
                 &mut rng,
                 opts.format,
                 rank,
-                salt,
+                addresses,
                 clock.format(sec),
             );
         } else {
-            write_line(
+            let path_end = write_line(
                 &mut buf,
                 &mut rng,
                 opts.format,
                 rank,
-                salt,
+                addresses,
                 clock.format(sec),
             );
+            if let (Some(p), Some(end)) = (&mut padding, path_end) {
+                p.pad(&mut buf, start, end, &mut rng);
+            }
             max_written_ms = max_written_ms.max(sec * 1000);
             min_written_ms = min_written_ms.min(sec * 1000);
         }
@@ -368,23 +399,24 @@ pub fn generate_vec(opts: &GenOptions) -> (Vec<u8>, GenSummary) {
     (out, summary)
 }
 
-/// Appends one valid line.
+/// Appends one valid line; returns the offset in `buf` where its path ends (`None`: the simple
+/// format has no path).
 fn write_line(
     buf: &mut Vec<u8>,
     rng: &mut SplitMix64,
     format: LogFormat,
     rank: u64,
-    salt: u64,
+    clients: Clients,
     time: &[u8; 26],
-) {
+) -> Option<usize> {
     if format == LogFormat::Simple {
         buf.extend_from_slice(&time[12..20]);
         buf.push(b' ');
-        put_client(buf, rank, salt);
+        put_client(buf, rank, clients);
         buf.push(b'\n');
-        return;
+        return None;
     }
-    put_client(buf, rank, salt);
+    put_client(buf, rank, clients);
     buf.extend_from_slice(b" - - [");
     buf.extend_from_slice(time);
     buf.extend_from_slice(b"] \"");
@@ -396,6 +428,7 @@ fn write_line(
         put_u64(buf, rng.below(100_000));
     }
     buf.extend_from_slice(suffix.as_bytes());
+    let path_end = buf.len();
     buf.extend_from_slice(b" HTTP/1.1\" ");
     let status = weighted(rng, &STATUSES);
     put_u64(buf, status as u64);
@@ -416,6 +449,53 @@ fn write_line(
         buf.push(b'"');
     }
     buf.push(b'\n');
+    Some(path_end)
+}
+
+/// Pads valid lines so that the running mean line length stays at a target ([`GenOptions::line_bytes`]).
+struct Padding {
+    target: u64,
+    /// Valid lines written so far and their bytes.
+    lines: u64,
+    bytes: u64,
+}
+
+impl Padding {
+    /// Inserts a tracking parameter at `path_end` of the line `buf[start..]` that was just
+    /// written: a random length, on average what brings the running mean to the target.
+    fn pad(&mut self, buf: &mut Vec<u8>, start: usize, path_end: usize, rng: &mut SplitMix64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let natural = (buf.len() - start) as u64;
+        let want = (self.target * (self.lines + 1)).saturating_sub(self.bytes + natural);
+        let n = if want > 0 {
+            rng.below(2 * want + 1) as usize
+        } else {
+            0
+        };
+        // `?sid=` or `&sid=` and at least one digit; a shorter draw adds nothing (the running
+        // mean makes up for it on the next lines).
+        if n >= 6 {
+            let sep = if buf[start..path_end].contains(&b'?') {
+                b'&'
+            } else {
+                b'?'
+            };
+            let mut tag = Vec::with_capacity(n);
+            tag.push(sep);
+            tag.extend_from_slice(b"sid=");
+            let mut bits = rng.next_u64();
+            for i in 0..n - 5 {
+                if i % 16 == 15 {
+                    bits = rng.next_u64();
+                }
+                tag.push(HEX[(bits & 0xf) as usize]);
+                bits >>= 4;
+            }
+            buf.splice(path_end..path_end, tag);
+        }
+        self.lines += 1;
+        self.bytes += (buf.len() - start) as u64;
+    }
 }
 
 /// Appends one line the parser must reject.
@@ -424,7 +504,7 @@ fn write_malformed(
     rng: &mut SplitMix64,
     format: LogFormat,
     rank: u64,
-    salt: u64,
+    clients: Clients,
     time: &[u8; 26],
 ) {
     let kind = rng.below(4);
@@ -435,7 +515,7 @@ fn write_malformed(
                 buf.push(b' ');
                 buf.extend_from_slice(&time[12..20]);
                 buf.push(b' ');
-                put_client(buf, rank, salt);
+                put_client(buf, rank, clients);
             }
             // No client.
             1 => {
@@ -447,7 +527,7 @@ fn write_malformed(
                 buf.extend_from_slice(b"24");
                 buf.extend_from_slice(&time[14..20]);
                 buf.push(b' ');
-                put_client(buf, rank, salt);
+                put_client(buf, rank, clients);
             }
             _ => buf.extend_from_slice(b"-- connection reset --"),
         }
@@ -465,20 +545,20 @@ fn write_malformed(
         // An empty first field on an otherwise valid line.
         1 => {
             let start = buf.len();
-            write_line(buf, rng, format, rank, salt, time);
+            write_line(buf, rng, format, rank, clients, time);
             let end = start + buf[start..].iter().position(|&b| b == b' ').unwrap_or(0);
             buf.drain(start..end);
         }
         // An invalid month.
         2 => {
             let start = buf.len();
-            write_line(buf, rng, format, rank, salt, time);
+            write_line(buf, rng, format, rank, clients, time);
             let lb = start + buf[start..].iter().position(|&b| b == b'[').unwrap_or(0);
             buf[lb + 4..lb + 7].copy_from_slice(b"Xyz");
         }
         // No brackets around the timestamp.
         _ => {
-            put_client(buf, rank, salt);
+            put_client(buf, rank, clients);
             buf.extend_from_slice(b" - - ");
             buf.extend_from_slice(time);
             buf.extend_from_slice(b" \"GET / HTTP/1.1\" 200 1\n");
@@ -509,6 +589,8 @@ mod tests {
             malformed: 0.05,
             // 01:00 UTC: the simple format has no date, so stay clear of midnight.
             start_ms: 1_715_475_600_000,
+            ipv6: 0.03,
+            line_bytes: None,
         }
     }
 
@@ -621,6 +703,49 @@ mod tests {
         }
         // All columns are present on generated lines.
         assert_eq!(batches[0].column(7).null_count(), 0);
+    }
+
+    /// `ipv6` and `line_bytes` give what they say, counted independently of the generator (the
+    /// parser reads the file back), and leave the lines valid.
+    #[test]
+    fn ipv6_share_and_padded_line_length() {
+        let o = GenOptions {
+            lines: 50_000,
+            clients: 20_000,
+            ipv6: 0.10,
+            line_bytes: Some(210),
+            ..opts(LogFormat::Combined)
+        };
+        let (bytes, summary) = generate_vec(&o);
+        let popts = ParseOptions::new(LogFormat::Combined).with_columns(Columns::ts_client());
+        let (batches, stats) = parse_all(&bytes, popts).unwrap();
+        assert_eq!(stats.malformed, summary.malformed);
+        let mut distinct = std::collections::HashSet::new();
+        for b in &batches {
+            for c in b.column(1).as_string::<i32>().iter() {
+                distinct.insert(c.unwrap().to_owned());
+            }
+        }
+        let v6 = distinct.iter().filter(|c| c.contains(':')).count() as f64;
+        let share = v6 / distinct.len() as f64;
+        assert!((share - 0.10).abs() < 0.015, "IPv6 share {share}");
+        // The mean over valid lines is the target; malformed lines (5 %) are not padded.
+        let valid: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| l.windows(5).any(|w| w == b"&sid=" || w == b"?sid="))
+            .collect();
+        assert!(
+            valid.len() as u64 > o.lines / 4,
+            "{} padded lines",
+            valid.len()
+        );
+        let mean = bytes.len() as f64 / o.lines as f64;
+        assert!((195.0..=215.0).contains(&mean), "mean line {mean}");
+        let (unpadded, _) = generate_vec(&GenOptions {
+            line_bytes: None,
+            ..o.clone()
+        });
+        assert!(unpadded.len() < bytes.len());
     }
 
     #[test]

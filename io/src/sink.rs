@@ -307,30 +307,56 @@ enum Style {
 }
 
 /// A column, downcast once, that writes one value at a time.
-enum ColumnFormatter<'a> {
-    Int(Box<dyn Fn(usize) -> i64 + 'a>, &'a dyn Array),
-    UInt(Box<dyn Fn(usize) -> u64 + 'a>, &'a dyn Array),
-    Float(Box<dyn Fn(usize) -> f64 + 'a>, &'a dyn Array),
-    Bytes(Box<dyn Fn(usize) -> &'a [u8] + 'a>, &'a dyn Array),
+///
+/// Result batches hold one window each, so `window_start` and `window_end` repeat on every row:
+/// an integer column keeps the text of the last value it wrote and copies it when the next value
+/// is the same (half of a CSV row's digits). Nulls are looked up only in a column that has some.
+struct ColumnFormatter<'a> {
+    values: Values<'a>,
+    nulls: Option<&'a arrow_buffer::NullBuffer>,
+}
+
+enum Values<'a> {
+    Int(Box<dyn Fn(usize) -> i64 + 'a>, std::cell::Cell<LastInt>),
+    UInt(Box<dyn Fn(usize) -> u64 + 'a>),
+    Float(Box<dyn Fn(usize) -> f64 + 'a>),
+    Bytes(Box<dyn Fn(usize) -> &'a [u8] + 'a>),
     Other(&'a ArrayRef),
+}
+
+/// The last value an integer column wrote, and its digits (`i64::MIN` has 20 bytes).
+#[derive(Clone, Copy)]
+struct LastInt {
+    value: i64,
+    len: u8,
+    text: [u8; 20],
+}
+
+impl LastInt {
+    /// Nothing written yet: a length of 0 matches no value.
+    const NONE: LastInt = LastInt {
+        value: 0,
+        len: 0,
+        text: [0; 20],
+    };
 }
 
 impl<'a> ColumnFormatter<'a> {
     fn new(col: &'a ArrayRef) -> Self {
-        let a: &'a dyn Array = col.as_ref();
         macro_rules! prim {
-            ($variant:ident, $t:ty, $to:ty) => {{
+            ($variant:ident, $t:ty, $to:ty $(, $extra:expr)?) => {{
                 let p = col.as_primitive::<$t>();
-                ColumnFormatter::$variant(Box::new(move |i| p.value(i) as $to), a)
+                Values::$variant(Box::new(move |i| p.value(i) as $to) $(, $extra)?)
             }};
         }
-        match col.data_type() {
-            DataType::Int8 => prim!(Int, Int8Type, i64),
-            DataType::Int16 => prim!(Int, Int16Type, i64),
-            DataType::Int32 => prim!(Int, Int32Type, i64),
-            DataType::Int64 => prim!(Int, Int64Type, i64),
+        let last = || std::cell::Cell::new(LastInt::NONE);
+        let values = match col.data_type() {
+            DataType::Int8 => prim!(Int, Int8Type, i64, last()),
+            DataType::Int16 => prim!(Int, Int16Type, i64, last()),
+            DataType::Int32 => prim!(Int, Int32Type, i64, last()),
+            DataType::Int64 => prim!(Int, Int64Type, i64, last()),
             DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                prim!(Int, TimestampMillisecondType, i64)
+                prim!(Int, TimestampMillisecondType, i64, last())
             }
             DataType::UInt8 => prim!(UInt, UInt8Type, u64),
             DataType::UInt16 => prim!(UInt, UInt16Type, u64),
@@ -340,32 +366,26 @@ impl<'a> ColumnFormatter<'a> {
             DataType::Float64 => prim!(Float, Float64Type, f64),
             DataType::Utf8 => {
                 let s = col.as_string::<i32>();
-                ColumnFormatter::Bytes(Box::new(move |i| s.value(i).as_bytes()), a)
+                Values::Bytes(Box::new(move |i| s.value(i).as_bytes()))
             }
             DataType::LargeUtf8 => {
                 let s = col.as_string::<i64>();
-                ColumnFormatter::Bytes(Box::new(move |i| s.value(i).as_bytes()), a)
+                Values::Bytes(Box::new(move |i| s.value(i).as_bytes()))
             }
             DataType::Binary => {
                 let s = col.as_binary::<i32>();
-                ColumnFormatter::Bytes(Box::new(move |i| s.value(i)), a)
+                Values::Bytes(Box::new(move |i| s.value(i)))
             }
-            _ => ColumnFormatter::Other(col),
-        }
-    }
-
-    fn array(&self) -> &dyn Array {
-        match self {
-            ColumnFormatter::Int(_, a)
-            | ColumnFormatter::UInt(_, a)
-            | ColumnFormatter::Float(_, a)
-            | ColumnFormatter::Bytes(_, a) => *a,
-            ColumnFormatter::Other(a) => a.as_ref(),
+            _ => Values::Other(col),
+        };
+        Self {
+            values,
+            nulls: col.nulls().filter(|n| n.null_count() > 0),
         }
     }
 
     fn write(&self, row: usize, style: Style, buf: &mut Vec<u8>) {
-        if self.array().is_null(row) {
+        if self.nulls.is_some_and(|n| n.is_null(row)) {
             buf.extend_from_slice(match style {
                 Style::Plain => b"-",
                 Style::Csv => b"",
@@ -373,14 +393,25 @@ impl<'a> ColumnFormatter<'a> {
             });
             return;
         }
-        match self {
-            ColumnFormatter::Int(f, _) => {
-                buf.extend_from_slice(itoa::Buffer::new().format(f(row)).as_bytes())
+        match &self.values {
+            Values::Int(f, last) => {
+                let v = f(row);
+                let mut l = last.get();
+                if l.len == 0 || l.value != v {
+                    let mut b = itoa::Buffer::new();
+                    let text = b.format(v).as_bytes();
+                    l.text[..text.len()].copy_from_slice(text);
+                    l = LastInt {
+                        value: v,
+                        len: text.len() as u8,
+                        text: l.text,
+                    };
+                    last.set(l);
+                }
+                buf.extend_from_slice(&l.text[..usize::from(l.len)]);
             }
-            ColumnFormatter::UInt(f, _) => {
-                buf.extend_from_slice(itoa::Buffer::new().format(f(row)).as_bytes())
-            }
-            ColumnFormatter::Float(f, _) => {
+            Values::UInt(f) => buf.extend_from_slice(itoa::Buffer::new().format(f(row)).as_bytes()),
+            Values::Float(f) => {
                 let v = f(row);
                 if style == Style::Json && !v.is_finite() {
                     buf.extend_from_slice(b"null");
@@ -388,12 +419,12 @@ impl<'a> ColumnFormatter<'a> {
                     let _ = write!(buf, "{v}");
                 }
             }
-            ColumnFormatter::Bytes(f, _) => match style {
+            Values::Bytes(f) => match style {
                 Style::Plain => escape_key(f(row), buf),
                 Style::Csv => csv_bytes(f(row), buf),
                 Style::Json => json_string(f(row), buf),
             },
-            ColumnFormatter::Other(a) => {
+            Values::Other(a) => {
                 let text = format!("{:?}", a.slice(row, 1));
                 match style {
                     Style::Json => json_string(text.as_bytes(), buf),
@@ -404,8 +435,19 @@ impl<'a> ColumnFormatter<'a> {
     }
 }
 
+/// The bytes [`csv_bytes`] must escape or quote: those [`escape_key`] rewrites, `,` and `"`.
+static CSV_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = needs_escape(b as u8) || b as u8 == b',' || b as u8 == b'"';
+        b += 1;
+    }
+    t
+};
+
 /// Whether [`escape_key`] rewrites byte `b`.
-fn needs_escape(b: u8) -> bool {
+const fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == 0x7f || b == b'\\'
 }
 
@@ -464,7 +506,12 @@ pub fn unescape_key(s: &[u8]) -> Option<Vec<u8>> {
 /// A CSV field: escaped as [`escape_key`] does (so no line break is left in it), then quoted
 /// when it holds a comma or a quote.
 fn csv_bytes(v: &[u8], buf: &mut Vec<u8>) {
-    if !v.iter().any(|&b| b == b',' || b == b'"' || needs_escape(b)) {
+    // One table lookup per byte, no early exit: keys are short, and the common case reads them
+    // all anyway.
+    if !v
+        .iter()
+        .fold(false, |any, &b| any | CSV_SPECIAL[usize::from(b)])
+    {
         buf.extend_from_slice(v);
         return;
     }
