@@ -21,13 +21,13 @@
 // `checkpoint` stands apart: it stores bytes and imports nothing else of the crate.
 //
 //   error  window  message  stats  align  pages     leaves
-//   hash → error;  watermark → window;  queue → message
+//   hash → error;  watermark → window;  queue → message;  keygroup → hash
 //   aggregate → pages, hash
 //   snapshot → aggregate, pages                     what a worker hands out at a barrier
-//   spec → aggregate, snapshot, watermark, window, queue
+//   spec → aggregate, keygroup, snapshot, watermark, window, queue
 //   plan → spec, aggregate, hash, window            a spec bound to a schema
 //   state → plan, snapshot, aggregate, hash, pages
-//   partition → plan, spec, hash
+//   partition → plan, spec, hash, keygroup
 //   worker → state, plan, snapshot, align, queue, message, watermark
 //   sink → align, queue, message
 //   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats
@@ -38,6 +38,7 @@ pub mod checkpoint;
 mod error;
 mod hash;
 mod job;
+pub mod keygroup;
 mod message;
 mod pages;
 mod partition;
@@ -58,6 +59,7 @@ pub use aggregate::{
 pub use error::{EngineError, Result};
 pub use hash::{hash_bytes, hash_u64, partition_of};
 pub use job::{aggregate, Input, RunningJob};
+pub use keygroup::{KeyGroupRange, DEFAULT_KEY_GROUPS, MAX_KEY_GROUPS};
 pub use message::{Barrier, Message};
 pub use partition::Partitioner;
 pub use sink::{ResultSink, SinkError};

@@ -24,6 +24,7 @@ use crossbeam_channel::{RecvTimeoutError, Select, Sender};
 
 use crate::align::BarrierAligner;
 use crate::error::{EngineError, Result};
+use crate::keygroup::KeyGroupRange;
 use crate::message::{Barrier, Message};
 use crate::plan::Plan;
 use crate::queue::{Consumer, Producer};
@@ -51,6 +52,9 @@ pub(crate) struct WorkerReport {
 /// Everything a worker thread starts with.
 pub(crate) struct Worker {
     pub index: usize,
+    /// The job's key groups, and the range of them this worker owns.
+    pub key_groups: usize,
+    pub range: KeyGroupRange,
     pub plan: Arc<Plan>,
     pub inputs: Vec<Consumer>,
     pub output: Producer,
@@ -65,6 +69,8 @@ pub(crate) struct Worker {
 
 struct Running {
     index: usize,
+    key_groups: usize,
+    range: KeyGroupRange,
     snapshots: Option<Sender<WorkerSnapshot>>,
     plan: Arc<Plan>,
     store: WindowStore,
@@ -80,6 +86,8 @@ impl Worker {
     pub(crate) fn run(self) -> Result<WorkerReport> {
         let Worker {
             index,
+            key_groups,
+            range,
             plan,
             inputs,
             output,
@@ -95,6 +103,8 @@ impl Worker {
         };
         let mut run = Running {
             index,
+            key_groups,
+            range,
             snapshots,
             plan,
             store,
@@ -239,6 +249,8 @@ impl Running {
             let snapshot = WorkerSnapshot {
                 epoch,
                 worker: self.index,
+                key_groups: self.key_groups,
+                range: self.range,
                 watermark: self.watermark,
                 pause,
                 state,
