@@ -23,14 +23,15 @@
 //   error  window  message  stats  align  pages     leaves
 //   hash → error;  watermark → window;  queue → message;  keygroup → hash
 //   aggregate → pages, hash
-//   snapshot → aggregate, pages                     what a worker hands out at a barrier
+//   snapshot → aggregate, pages, keygroup           what a worker hands out at a barrier
 //   spec → aggregate, keygroup, snapshot, watermark, window, queue
 //   plan → spec, aggregate, hash, window            a spec bound to a schema
-//   state → plan, snapshot, aggregate, hash, pages
+//   state → plan, snapshot, aggregate, hash, pages, keygroup
 //   partition → plan, spec, hash, keygroup
-//   worker → state, plan, snapshot, align, queue, message, watermark
+//   worker → state, plan, snapshot, align, queue, message, watermark, keygroup
 //   sink → align, queue, message
-//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats
+//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats,
+//         keygroup
 
 pub mod aggregate;
 mod align;
