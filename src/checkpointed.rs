@@ -128,6 +128,7 @@ pub fn identity(cfg: &ReplayConfig, file: &MappedFile, format: &str) -> Result<J
         keys: cfg.job.keys.clone(),
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
+        key_groups: cfg.job.key_groups,
         input_file: Some(input_file),
     })
 }

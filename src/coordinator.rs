@@ -350,6 +350,7 @@ mod tests {
             keys: vec!["client".into()],
             aggregates: vec!["count(*)".into()],
             parallelism: 0,
+            key_groups: 128,
             input_file: None,
         }
     }

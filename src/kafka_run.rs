@@ -620,6 +620,7 @@ fn identity(
         keys: cfg.job.keys.clone(),
         aggregates: vec!["count(*)".into()],
         parallelism: cfg.job.parallelism,
+        key_groups: cfg.job.key_groups,
         input_file,
     })
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weir::checkpointed::{replay_checkpointed, CheckpointOptions};
-use weir::engine::{WatermarkStrategy, MAX_INPUTS, MAX_PARALLELISM};
+use weir::engine::{
+    WatermarkStrategy, DEFAULT_KEY_GROUPS, MAX_INPUTS, MAX_KEY_GROUPS, MAX_PARALLELISM,
+};
 use weir::io::gen::{generate, GenOptions};
 use weir::io::kafka::load::{load_lines, LoadError};
 use weir::io::kafka::records::ValueFormat;
@@ -191,6 +193,11 @@ struct JobArgs {
     #[arg(long, short = 'p', default_value_t = cores(), hide_default_value = true,
           help = with_cores("Partition workers (threads pinned to cores when there are enough cores)"))]
     parallelism: usize,
+    /// Key groups (max parallelism): keys hash into this many groups, each worker owns a range
+    /// of them. Fixed at a checkpointed job's first start: its checkpoints resume at any -p up
+    /// to it, and a resume with another value is refused.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_KEY_GROUPS)]
+    key_groups: usize,
     /// Allow timestamps this far out of order (0: ascending; later rows behind a fired window
     /// are late).
     #[arg(long, value_parser = parse_duration)]
@@ -429,10 +436,24 @@ impl JobArgs {
                 cores()
             )));
         }
+        if !(1..=MAX_KEY_GROUPS).contains(&self.key_groups) {
+            return Err(weir::Error::Usage(format!(
+                "--key-groups {} is out of range: 1 to {MAX_KEY_GROUPS}",
+                self.key_groups
+            )));
+        }
+        if self.parallelism > self.key_groups {
+            return Err(weir::Error::Usage(format!(
+                "--parallelism {} is more than --key-groups {}: each worker owns at least one key \
+                 group; raise --key-groups (for a new job) or lower --parallelism",
+                self.parallelism, self.key_groups
+            )));
+        }
         Ok(JobOptions {
             window: self.window,
             keys: self.key.clone(),
             parallelism: self.parallelism,
+            key_groups: self.key_groups,
             watermark: match self.max_out_of_orderness {
                 None => WatermarkStrategy::Ascending,
                 Some(d) => WatermarkStrategy::bounded(d),

@@ -70,6 +70,9 @@ pub struct JobOptions {
     pub keys: Vec<String>,
     /// Partition workers.
     pub parallelism: usize,
+    /// Key groups (max parallelism): fixed at a checkpointed job's first start; a checkpoint
+    /// restores at any parallelism up to it.
+    pub key_groups: usize,
     /// Watermarks of each input.
     pub watermark: WatermarkStrategy,
     /// Results file, or stdout.
@@ -88,6 +91,7 @@ impl Default for JobOptions {
             window: Duration::from_secs(5),
             keys: vec!["client".into()],
             parallelism: 1,
+            key_groups: weir_engine::DEFAULT_KEY_GROUPS,
             watermark: WatermarkStrategy::Ascending,
             output: None,
             output_format: OutputFormat::Print,
@@ -229,6 +233,7 @@ pub fn job_spec(opts: &JobOptions, inputs: usize) -> Result<JobSpec> {
 pub(crate) fn job_builder(opts: &JobOptions, inputs: usize) -> weir_engine::JobBuilder {
     Job::builder()
         .parallelism(opts.parallelism)
+        .key_groups(opts.key_groups)
         .inputs(inputs)
         .event_time("ts")
         .key_by(&opts.keys)

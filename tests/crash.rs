@@ -13,9 +13,8 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -43,41 +42,6 @@ fn replay_args<'a>(log: &'a str, out: &'a str, dir: &'a str) -> Vec<&'a str> {
         "3ms",
         "-q",
     ]
-}
-
-/// The complete checkpoints of `dir` (those with a `MANIFEST`, written last), oldest first.
-fn complete_checkpoints(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("MANIFEST").exists())
-        .collect();
-    found.sort();
-    found
-}
-
-/// Waits until `dir` holds at least `n` complete checkpoints, the newest of them later than
-/// `after` (true), or `child` ends (false); panics past [`COMMAND_LIMIT`]. A `MANIFEST` is the
-/// last file a checkpoint writes. (Old checkpoints are deleted as new ones complete, so the
-/// newest name, not the count, tells a new one.)
-fn until_checkpoints(child: &mut Child, dir: &Path, n: usize, after: Option<&PathBuf>) -> bool {
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    loop {
-        let found = complete_checkpoints(dir);
-        if found.len() >= n && found.last() > after {
-            return true;
-        }
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {n} checkpoints after {after:?} in {dir:?} within {COMMAND_LIMIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// SIGKILLs `child` and reaps it; its exit status says whether the signal ended it or it had

@@ -32,8 +32,9 @@ pub fn hash_bytes(b: &[u8]) -> u64 {
 /// The hash given to a null key.
 pub const NULL_HASH: u64 = 0x5EED_0000_DEAD_BEEF;
 
-/// The partition (`0..partitions`) that owns a key of hash `h`. Uses bits 24..56 so that it
-/// neither repeats the low bits that pick a hash-table bucket nor the top 7 bits of its tag.
+/// The part (`0..partitions`) of `0..2^32` that bits 24..56 of hash `h` fall in: a key's key
+/// group (module `keygroup`), which decides its worker. Bits 24..56 so that it neither repeats
+/// the low bits that pick a hash-table bucket nor the top 7 bits of its tag.
 #[inline(always)]
 pub fn partition_of(h: u64, partitions: usize) -> usize {
     ((((h >> 24) as u32) as u64 * partitions as u64) >> 32) as usize
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn hashes_are_stable() {
-        // Pinned values: a change here moves keys between partitions, which breaks restoring
+        // Pinned values: a change here moves keys between key groups, which breaks restoring
         // checkpoints taken by an earlier version.
         assert_eq!(hash_u64(0), PINNED_U64_0);
         assert_eq!(hash_u64(42), PINNED_U64_42);

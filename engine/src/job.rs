@@ -23,6 +23,7 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::Receiver;
 
 use crate::error::{EngineError, Result};
+use crate::keygroup::KeyGroupRange;
 use crate::live::LiveStats;
 use crate::message::{Barrier, Message};
 use crate::partition::Partitioner;
@@ -31,7 +32,7 @@ use crate::queue::{self, Producer};
 use crate::sink::{collect, ResultSink, SinkError};
 use crate::snapshot::WorkerSnapshot;
 use crate::spec::JobSpec;
-use crate::state::RestoredWorker;
+use crate::state::{regroup, RestoredWorker};
 use crate::stats::JobStats;
 use crate::watermark::{InputWatermark, WatermarkStrategy};
 use crate::worker::{Worker, WorkerReport};
@@ -69,32 +70,23 @@ impl JobSpec {
     }
 
     /// Starts the job from a checkpoint: `states[i]` is what [`WorkerSnapshot::encode`] wrote
-    /// for worker `i` (one per worker, same parallelism). The caller rewinds its sources to the
-    /// positions of the same checkpoint and resumes each input's watermark
-    /// ([`Input::advance_to`]).
+    /// for worker `i` of the checkpoint, taken at this job's parallelism or any other: each
+    /// key's state goes to the worker that now owns its key group (`state::regroup`). The key
+    /// groups must be the checkpoint's. The caller rewinds its sources to the positions of the
+    /// same checkpoint and resumes each input's watermark ([`Input::advance_to`]).
     pub fn start_restored(
         &self,
         schema: SchemaRef,
         sink: Box<dyn ResultSink>,
         states: &[&[u8]],
     ) -> Result<RunningJob> {
-        if states.len() != self.parallelism {
-            return Err(EngineError::Checkpoint {
-                what: format!("state for {} workers", states.len()),
-                why: format!(
-                    "the job has parallelism {}; restart with --parallelism {} (re-splitting \
-                     state is not supported)",
-                    self.parallelism,
-                    states.len()
-                ),
-            });
-        }
         let plan = Plan::new(self, schema.clone())?;
-        let restored = states
+        let decoded = states
             .iter()
             .enumerate()
             .map(|(i, s)| RestoredWorker::decode(&plan, i, s))
             .collect::<Result<Vec<_>>>()?;
+        let restored = regroup::reassign(&plan, decoded, self.parallelism, self.key_groups)?;
         self.launch(schema, sink, Some(restored))
     }
 
@@ -159,6 +151,8 @@ impl JobSpec {
             let worker = Worker {
                 index,
                 live: Arc::clone(&live),
+                key_groups: self.key_groups,
+                range: KeyGroupRange::of_worker(index, p, self.key_groups),
                 plan: Arc::clone(&plan),
                 inputs,
                 output: out_tx,
@@ -190,7 +184,7 @@ impl JobSpec {
                 index,
                 plan: Arc::clone(&plan),
                 producers,
-                partitioner: Partitioner::with_plan(Arc::clone(&plan), p),
+                partitioner: Partitioner::with_plan(Arc::clone(&plan), p, self.key_groups),
                 watermark: InputWatermark::new(self.watermark, self.windows),
                 live: Arc::clone(&live),
                 finished: false,

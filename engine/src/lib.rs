@@ -21,17 +21,18 @@
 // `checkpoint` stands apart: it stores bytes and imports nothing else of the crate.
 //
 //   error  window  message  stats  align  pages     leaves
-//   hash → error;  watermark → window;  queue → message
+//   hash → error;  watermark → window;  queue → message;  keygroup → hash
 //   live → queue                                    counters readable while a job runs
 //   aggregate → pages, hash
-//   snapshot → aggregate, pages                     what a worker hands out at a barrier
-//   spec → aggregate, snapshot, watermark, window, queue
+//   snapshot → aggregate, pages, keygroup           what a worker hands out at a barrier
+//   spec → aggregate, keygroup, snapshot, watermark, window, queue
 //   plan → spec, aggregate, hash, window            a spec bound to a schema
-//   state → plan, snapshot, aggregate, hash, pages
-//   partition → plan, spec, hash
-//   worker → state, plan, snapshot, align, queue, message, watermark, live
+//   state → plan, snapshot, aggregate, hash, pages, keygroup
+//   partition → plan, spec, hash, keygroup
+//   worker → state, plan, snapshot, align, queue, message, watermark, keygroup, live
 //   sink → align, queue, message, live
-//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats, live
+//   job → spec, plan, state, partition, worker, sink, queue, message, watermark, stats,
+//         keygroup, live
 
 pub mod aggregate;
 mod align;
@@ -39,6 +40,7 @@ pub mod checkpoint;
 mod error;
 mod hash;
 mod job;
+pub mod keygroup;
 pub mod live;
 mod message;
 mod pages;
@@ -60,6 +62,7 @@ pub use aggregate::{
 pub use error::{EngineError, Result};
 pub use hash::{hash_bytes, hash_u64, partition_of};
 pub use job::{aggregate, Input, RunningJob};
+pub use keygroup::{KeyGroupRange, DEFAULT_KEY_GROUPS, MAX_KEY_GROUPS};
 pub use live::LiveStats;
 pub use message::{Barrier, Message};
 pub use partition::Partitioner;

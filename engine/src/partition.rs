@@ -1,6 +1,7 @@
 //! Splitting a batch into one sub-batch per partition by the hash of its key columns.
 //!
-//! One pass hashes the keys ([`KeyKind::hash_rows`]) and picks each row's partition, a counting
+//! One pass hashes the keys ([`KeyKind::hash_rows`]) and picks each row's partition (the worker
+//! that owns the key's key group, module `keygroup`: one table lookup per row), a counting
 //! pass lays the row indices out partition by partition, and Arrow's `take` gathers each
 //! partition's rows column by column. No row ever passes through a Rust struct. When every row
 //! lands in one partition (always, with parallelism 1) the batch is passed on untouched.
@@ -12,7 +13,7 @@ use arrow_schema::SchemaRef;
 use arrow_select::take::take_record_batch;
 
 use crate::error::Result;
-use crate::hash::partition_of;
+use crate::keygroup::Assignment;
 use crate::plan::Plan;
 use crate::spec::JobSpec;
 
@@ -21,6 +22,7 @@ use crate::spec::JobSpec;
 pub struct Partitioner {
     plan: Arc<Plan>,
     partitions: usize,
+    assignment: Assignment,
     hashes: Vec<u64>,
     parts: Vec<u32>,
 }
@@ -31,13 +33,16 @@ impl Partitioner {
         Ok(Self::with_plan(
             Arc::new(Plan::new(spec, schema)?),
             spec.parallelism(),
+            spec.key_groups(),
         ))
     }
 
-    pub(crate) fn with_plan(plan: Arc<Plan>, partitions: usize) -> Self {
+    pub(crate) fn with_plan(plan: Arc<Plan>, partitions: usize, key_groups: usize) -> Self {
+        let partitions = partitions.max(1);
         Self {
             plan,
-            partitions: partitions.max(1),
+            partitions,
+            assignment: Assignment::new(partitions, key_groups.max(partitions)),
             hashes: Vec::new(),
             parts: Vec::new(),
         }
@@ -62,7 +67,7 @@ impl Partitioner {
         self.parts.clear();
         let mut counts = vec![0u32; p];
         for &h in &self.hashes {
-            let part = partition_of(h, p);
+            let part = self.assignment.worker_of(h);
             counts[part] += 1;
             self.parts.push(part as u32);
         }

@@ -8,7 +8,7 @@
 //! starts a job from those bytes (the decoding side is `state`: `WindowStore::restore`).
 //!
 //! ```text
-//!   WorkerSnapshot { epoch, worker, watermark, pause }
+//!   WorkerSnapshot { epoch, worker, key_groups, range, watermark, pause }
 //!   └─ FrozenStore
 //!        └─ FrozenWindow × open windows, oldest first
 //!             ├─ FrozenKeys               the window's keys, in group order
@@ -22,6 +22,7 @@
 use std::time::Duration;
 
 use crate::aggregate::FrozenState;
+use crate::keygroup::KeyGroupRange;
 use crate::pages::{ByteArena, Out, PagedVec};
 
 /// The frozen state of one worker at one checkpoint barrier.
@@ -30,6 +31,10 @@ pub struct WorkerSnapshot {
     pub epoch: u64,
     /// The worker (partition) index.
     pub worker: usize,
+    /// The job's number of key groups.
+    pub key_groups: usize,
+    /// The key groups the worker owns: every key of the state is in one of them.
+    pub range: KeyGroupRange,
     /// The worker's watermark at the barrier: windows ending at or before it have fired.
     pub watermark: i64,
     /// How long the worker stopped to take the snapshot.
@@ -42,6 +47,8 @@ impl std::fmt::Debug for WorkerSnapshot {
         f.debug_struct("WorkerSnapshot")
             .field("epoch", &self.epoch)
             .field("worker", &self.worker)
+            .field("key_groups", &self.key_groups)
+            .field("range", &self.range)
             .field("watermark", &self.watermark)
             .field("pause", &self.pause)
             .field("encoded_len", &self.encoded_len())
@@ -52,13 +59,16 @@ impl std::fmt::Debug for WorkerSnapshot {
 impl WorkerSnapshot {
     /// Exact bytes [`WorkerSnapshot::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        8 + self.state.encoded_len()
+        32 + self.state.encoded_len()
     }
 
     /// Writes the snapshot into `out`, which must be [`WorkerSnapshot::encoded_len`] bytes.
     pub fn encode(&self, out: &mut [u8]) {
         assert_eq!(out.len(), self.encoded_len(), "buffer of the wrong size");
         let mut w = Out::new(out);
+        w.u64(self.key_groups as u64);
+        w.u64(self.range.first as u64);
+        w.u64(self.range.end as u64);
         w.bytes(&self.watermark.to_le_bytes());
         self.state.encode(&mut w);
     }

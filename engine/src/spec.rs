@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::aggregate::AggregateExpr;
 use crate::error::{EngineError, Result};
+use crate::keygroup::{DEFAULT_KEY_GROUPS, MAX_KEY_GROUPS};
 use crate::queue;
 use crate::watermark::WatermarkStrategy;
 use crate::window::TumblingWindows;
@@ -44,6 +45,7 @@ impl Default for JobBuilder {
         Self {
             spec: JobSpec {
                 parallelism: 1,
+                key_groups: DEFAULT_KEY_GROUPS,
                 inputs: 1,
                 event_time: "ts".into(),
                 keys: Vec::new(),
@@ -67,6 +69,14 @@ impl JobBuilder {
     /// Number of partition workers (threads), at least 1.
     pub fn parallelism(mut self, n: usize) -> Self {
         self.spec.parallelism = n;
+        self
+    }
+
+    /// Number of key groups (max parallelism), at least the parallelism: keys hash into this
+    /// many groups and each worker owns a range of them. Fixed for the life of a job's
+    /// checkpoints, which can be restored at any parallelism up to it (module `keygroup`).
+    pub fn key_groups(mut self, n: usize) -> Self {
+        self.spec.key_groups = n;
         self
     }
 
@@ -177,6 +187,19 @@ impl JobBuilder {
                 s.parallelism
             )));
         }
+        if s.key_groups == 0 || s.key_groups > MAX_KEY_GROUPS {
+            return Err(EngineError::Plan(format!(
+                "{} key groups are out of range: 1 to {MAX_KEY_GROUPS}",
+                s.key_groups
+            )));
+        }
+        if s.parallelism > s.key_groups {
+            return Err(EngineError::Plan(format!(
+                "parallelism {} is more than the job's {} key groups: each worker owns at least \
+                 one key group, so raise the key groups (max parallelism) or lower the parallelism",
+                s.parallelism, s.key_groups
+            )));
+        }
         if s.inputs == 0 || s.inputs > MAX_INPUTS {
             return Err(EngineError::Plan(format!(
                 "{} inputs are out of range: a job has 1 to {MAX_INPUTS}",
@@ -201,6 +224,7 @@ impl JobBuilder {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub(crate) parallelism: usize,
+    pub(crate) key_groups: usize,
     pub(crate) inputs: usize,
     pub(crate) event_time: String,
     pub(crate) keys: Vec<String>,
@@ -220,6 +244,11 @@ impl JobSpec {
     /// The number of partition workers.
     pub fn parallelism(&self) -> usize {
         self.parallelism
+    }
+
+    /// The number of key groups (max parallelism).
+    pub fn key_groups(&self) -> usize {
+        self.key_groups
     }
 
     /// The window assigner.

@@ -24,6 +24,7 @@ use crossbeam_channel::{RecvTimeoutError, Select, Sender};
 
 use crate::align::BarrierAligner;
 use crate::error::{EngineError, Result};
+use crate::keygroup::KeyGroupRange;
 use crate::live::LiveStats;
 use crate::message::{Barrier, Message};
 use crate::plan::Plan;
@@ -49,6 +50,9 @@ pub(crate) struct Worker {
     pub index: usize,
     /// Where the worker counts rows, late rows and its watermark as it goes.
     pub live: Arc<LiveStats>,
+    /// The job's key groups, and the range of them this worker owns.
+    pub key_groups: usize,
+    pub range: KeyGroupRange,
     pub plan: Arc<Plan>,
     pub inputs: Vec<Consumer>,
     pub output: Producer,
@@ -64,6 +68,8 @@ pub(crate) struct Worker {
 struct Running {
     index: usize,
     live: Arc<LiveStats>,
+    key_groups: usize,
+    range: KeyGroupRange,
     snapshots: Option<Sender<WorkerSnapshot>>,
     plan: Arc<Plan>,
     store: WindowStore,
@@ -80,6 +86,8 @@ impl Worker {
         let Worker {
             index,
             live,
+            key_groups,
+            range,
             plan,
             inputs,
             output,
@@ -96,6 +104,8 @@ impl Worker {
         let mut run = Running {
             index,
             live,
+            key_groups,
+            range,
             snapshots,
             plan,
             store,
@@ -242,6 +252,8 @@ impl Running {
             let snapshot = WorkerSnapshot {
                 epoch,
                 worker: self.index,
+                key_groups: self.key_groups,
+                range: self.range,
                 watermark: self.watermark,
                 pause,
                 state,

@@ -22,6 +22,7 @@ fn job() -> JobIdentity {
         keys: vec!["path".into()],
         aggregates: vec!["count(*)".into(), "sum(bytes)".into()],
         parallelism: WORKERS,
+        key_groups: 128,
         input_file: None,
     }
 }

@@ -13,6 +13,7 @@ fn job() -> JobIdentity {
         keys: vec!["status".into(), "path".into()],
         aggregates: vec!["count(*)".into()],
         parallelism: 3,
+        key_groups: 128,
         input_file: None,
     }
 }
@@ -126,7 +127,10 @@ fn a_different_job_is_refused_naming_the_fields() {
     write(&dir, 1);
     let other = JobIdentity {
         window_ms: 1000,
+        // Another parallelism is the same job (its state is split by key group); other key
+        // groups are not.
         parallelism: 4,
+        key_groups: 64,
         ..job()
     };
     let err = dir.latest_valid(&other).unwrap_err();
@@ -141,9 +145,10 @@ fn a_different_job_is_refused_naming_the_fields() {
         "{message}"
     );
     assert!(
-        message.contains("parallelism 3 (checkpoint) vs 4"),
+        message.contains("key groups 128 (checkpoint) vs 64 (this job)"),
         "{message}"
     );
+    assert!(!message.contains("parallelism"), "{message}");
     assert!(!message.contains("keys"), "{message}");
     assert!(err.path().ends_with("chk-000000001/MANIFEST"));
     assert!(job().differences(&job()).is_empty());

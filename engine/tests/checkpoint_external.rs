@@ -17,6 +17,7 @@ fn job(input_file: Option<InputFile>) -> JobIdentity {
         keys: vec!["client".into()],
         aggregates: vec!["count(*)".into()],
         parallelism: 1,
+        key_groups: 128,
         input_file,
     }
 }

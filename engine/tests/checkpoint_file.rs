@@ -119,10 +119,12 @@ fn error_kinds_say_what_is_wrong() {
     let err = verify(&bad, &path).unwrap_err();
     assert!(err.to_string().contains("bad magic"), "{err}");
     let mut bad = good.clone();
-    bad[8] = 2;
+    // Version 1, before state was split by key group: refused, not misread.
+    bad[8] = 1;
     let err = verify(&bad, &path).unwrap_err();
     assert!(
-        err.to_string().contains("unsupported format version 2"),
+        err.to_string()
+            .contains("unsupported format version 1 (this build reads 2)"),
         "{err}"
     );
 }
@@ -136,6 +138,7 @@ fn manifest() -> Manifest {
             keys: vec!["status".into()],
             aggregates: vec!["count(*)".into()],
             parallelism: 1,
+            key_groups: 128,
             input_file: None,
         },
         epoch: 7,

@@ -1,6 +1,7 @@
 //! Barrier snapshots at the engine level: a run "crashed" after checkpoint n and restarted from
-//! its snapshots produces, together with what the first run delivered before n, exactly the
-//! results of an uninterrupted run.
+//! its snapshots, at the same parallelism or another (rescaling by key group), produces,
+//! together with what the first run delivered before n, exactly the results of an
+//! uninterrupted run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -89,8 +90,13 @@ impl ResultSink for Recorder {
 }
 
 fn spec(p: usize, checkpoints: bool) -> JobSpec {
+    spec_with_groups(p, 16, checkpoints)
+}
+
+fn spec_with_groups(p: usize, key_groups: usize, checkpoints: bool) -> JobSpec {
     Job::builder()
         .parallelism(p)
+        .key_groups(key_groups)
         .key_by(["k"])
         .tumbling(Duration::from_secs(1))
         .watermark(WatermarkStrategy::BoundedOutOfOrderness(1_000))
@@ -164,40 +170,99 @@ fn restore_after_any_checkpoint_gives_the_uninterrupted_result() {
                 states[s.worker] = buf;
             }
             let slices: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
-            let after = Arc::new(Mutex::new(Vec::new()));
-            let mut job = spec(p, false)
-                .start_restored(schema(), Box::new(Recorder(Arc::clone(&after))), &slices)
-                .unwrap();
-            let mut input = job.input().unwrap();
-            input.advance_to(max_ts).unwrap();
-            for b in &data[pushed..] {
-                input.push(b.clone()).unwrap();
-            }
-            input.finish().unwrap();
-            job.join().unwrap();
+            // The same parallelism, and others (fewer and more workers, 16 at most: the key
+            // groups).
+            for p2 in [p, 1, 2, 5, 16] {
+                let after = Arc::new(Mutex::new(Vec::new()));
+                let mut job = spec(p2, false)
+                    .start_restored(schema(), Box::new(Recorder(Arc::clone(&after))), &slices)
+                    .unwrap();
+                let mut input = job.input().unwrap();
+                input.advance_to(max_ts).unwrap();
+                for b in &data[pushed..] {
+                    input.push(b.clone()).unwrap();
+                }
+                input.finish().unwrap();
+                job.join().unwrap();
 
-            let mut combined = rows_of(before);
-            for (k, v) in rows_of(&after.lock().unwrap()) {
-                assert!(
-                    combined.insert(k, v).is_none(),
-                    "p={p} epoch={epoch}: {k:?} delivered twice"
+                let mut combined = rows_of(before);
+                for (k, v) in rows_of(&after.lock().unwrap()) {
+                    assert!(
+                        combined.insert(k, v).is_none(),
+                        "p={p} -> {p2} epoch={epoch}: {k:?} delivered twice"
+                    );
+                }
+                assert_eq!(
+                    combined, expected,
+                    "p={p} -> {p2}: restored from checkpoint {epoch}"
                 );
             }
-            assert_eq!(
-                combined, expected,
-                "p={p}: restored from checkpoint {epoch}"
-            );
         }
     }
 }
 
+/// The snapshots of one checkpoint of a run at parallelism `p` with `key_groups`, encoded.
+fn encoded_checkpoint(p: usize, key_groups: usize) -> Vec<Vec<u8>> {
+    let mut job = spec_with_groups(p, key_groups, true)
+        .start_with_sink(schema(), Box::new(Recorder(Arc::default())))
+        .unwrap();
+    let rx = job.take_snapshots().unwrap();
+    let mut input = job.input().unwrap();
+    for b in &batches()[..10] {
+        input.push(b.clone()).unwrap();
+    }
+    input.barrier(1).unwrap();
+    input.finish().unwrap();
+    job.join().unwrap();
+    let mut states = vec![Vec::new(); p];
+    for s in rx.try_iter() {
+        let mut buf = vec![0u8; s.encoded_len()];
+        s.encode(&mut buf);
+        states[s.worker] = buf;
+    }
+    states
+}
+
 #[test]
-fn restoring_with_another_parallelism_is_refused() {
-    let states: Vec<&[u8]> = vec![&[0u8; 16], &[0u8; 16]];
+fn restoring_with_other_key_groups_is_refused() {
+    let states = encoded_checkpoint(2, 16);
+    let slices: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
+    let err = spec_with_groups(2, 32, false)
+        .start_restored(schema(), Box::new(Recorder(Arc::default())), &slices)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("taken with 16 key groups and this job has 32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn states_out_of_their_workers_order_are_refused() {
+    let mut states = encoded_checkpoint(2, 16);
+    states.swap(0, 1);
+    let slices: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
     let err = spec(3, false)
-        .start_restored(schema(), Box::new(Recorder(Arc::default())), &states)
-        .unwrap_err();
-    assert!(err.to_string().contains("parallelism"), "{err}");
+        .start_restored(schema(), Box::new(Recorder(Arc::default())), &slices)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("holds key groups 8..16 where worker 0 of 2 owns key groups 0..8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn more_workers_than_key_groups_is_a_plan_error() {
+    let err = Job::builder()
+        .parallelism(5)
+        .key_groups(4)
+        .key_by(["k"])
+        .aggregate([count()])
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than the job's 4 key groups"), "{err}");
 }
 
 #[test]

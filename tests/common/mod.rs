@@ -472,3 +472,38 @@ pub fn signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill {sig} {pid}");
 }
+
+/// The complete checkpoints of `dir` (those with a `MANIFEST`, written last), oldest first.
+pub fn complete_checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("MANIFEST").exists())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Waits until `dir` holds at least `n` complete checkpoints, the newest of them later than
+/// `after` (true), or `child` ends (false); panics past [`COMMAND_LIMIT`]. A `MANIFEST` is the
+/// last file a checkpoint writes. (Old checkpoints are deleted as new ones complete, so the
+/// newest name, not the count, tells a new one.)
+pub fn until_checkpoints(child: &mut Child, dir: &Path, n: usize, after: Option<&PathBuf>) -> bool {
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    loop {
+        let found = complete_checkpoints(dir);
+        if found.len() >= n && found.last() > after {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} checkpoints after {after:?} in {dir:?} within {COMMAND_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

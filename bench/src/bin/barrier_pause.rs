@@ -69,6 +69,7 @@ fn main() {
             keys: vec!["key".into()],
             aggregates: vec!["count(*)".into()],
             parallelism: 1,
+            key_groups: 128,
             input_file: None,
         };
         let t = std::time::Instant::now();

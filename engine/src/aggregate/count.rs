@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, UInt64Array};
 use arrow_schema::DataType;
 
-use super::{AggregateFunction, FrozenState, GroupsAccumulator};
+use super::{same_kind, AggregateFunction, FrozenState, GroupsAccumulator};
 use crate::pages::{DecodeError, PagedVec, Reader};
 
 /// Counts rows per group.
@@ -63,5 +63,18 @@ impl GroupsAccumulator for CountAcc {
             return Err(DecodeError("count state has extra bytes".into()));
         }
         Ok(())
+    }
+
+    fn append_groups(
+        &mut self,
+        from: &dyn GroupsAccumulator,
+        groups: &[u32],
+    ) -> Result<(), DecodeError> {
+        let from = same_kind::<Self>(from)?;
+        self.counts.append_picked(&from.counts, groups)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }

@@ -89,4 +89,18 @@ where
         (self.sums, self.counts) = decode_pair(payload)?;
         Ok(())
     }
+
+    fn append_groups(
+        &mut self,
+        from: &dyn GroupsAccumulator,
+        groups: &[u32],
+    ) -> Result<(), DecodeError> {
+        let from = super::same_kind::<Self>(from)?;
+        self.sums.append_picked(&from.sums, groups)?;
+        self.counts.append_picked(&from.counts, groups)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }

@@ -113,4 +113,18 @@ where
         (self.vals, self.seen) = decode_pair(payload)?;
         Ok(())
     }
+
+    fn append_groups(
+        &mut self,
+        from: &dyn GroupsAccumulator,
+        groups: &[u32],
+    ) -> Result<(), DecodeError> {
+        let from = super::same_kind::<Self>(from)?;
+        self.vals.append_picked(&from.vals, groups)?;
+        self.seen.append_picked(&from.seen, groups)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }

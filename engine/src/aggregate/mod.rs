@@ -83,6 +83,37 @@ pub trait GroupsAccumulator: Send {
             "this aggregate does not support checkpoints".into(),
         ))
     }
+
+    /// Appends groups `groups` of `from`, in that order, after this accumulator's own groups.
+    /// `from` is an accumulator of the same aggregate over the same input type (restored from
+    /// a checkpoint): restoring a job at another parallelism moves each key's state to the
+    /// worker that now owns its key group this way. The default refuses (such a job can only
+    /// resume at the parallelism its checkpoint was taken at).
+    fn append_groups(
+        &mut self,
+        from: &dyn GroupsAccumulator,
+        groups: &[u32],
+    ) -> Result<(), DecodeError> {
+        let _ = (from, groups);
+        Err(DecodeError(
+            "an aggregate of this job cannot move groups between workers: resume at the \
+             parallelism of the checkpoint"
+                .into(),
+        ))
+    }
+
+    /// This accumulator as [`Any`](std::any::Any), so that
+    /// [`GroupsAccumulator::append_groups`] can recognize its own type in `from`.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+}
+
+/// `from` as an accumulator of type `A`, for [`GroupsAccumulator::append_groups`].
+pub(crate) fn same_kind<A: 'static>(from: &dyn GroupsAccumulator) -> Result<&A, DecodeError> {
+    from.as_any()
+        .and_then(|a| a.downcast_ref::<A>())
+        .ok_or_else(|| DecodeError("accumulators of different aggregates".into()))
 }
 
 /// Accumulator state frozen at a checkpoint barrier, to be encoded off the worker thread.

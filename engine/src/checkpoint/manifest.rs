@@ -24,8 +24,10 @@ use super::input::{InputChanges, InputFile};
 use super::storage::Storage;
 
 /// The manifest format this build writes and reads. 2 added `external` and `job.input_file`: a
-/// version 1 manifest cannot vouch for its output parts nor its input, so it is not read.
-pub const MANIFEST_VERSION: u32 = 2;
+/// version 1 manifest cannot vouch for its output parts nor its input, so it is not read. 3
+/// added `job.key_groups` (and state files of version 2, split by key group): a version 2
+/// checkpoint cannot be restored at another parallelism, so it is not read either.
+pub const MANIFEST_VERSION: u32 = 3;
 /// The committed manifest's file name.
 pub const MANIFEST: &str = "MANIFEST";
 /// The manifest's name until it is committed.
@@ -43,8 +45,14 @@ pub struct JobIdentity {
     pub keys: Vec<String>,
     /// The aggregates, e.g. `count(*)`, `sum(bytes)`, in order.
     pub aggregates: Vec<String>,
-    /// The number of partition workers (state is partitioned by it).
+    /// The number of partition workers when the checkpoint was taken: how many state files it
+    /// has. Not part of the job's identity: a checkpoint restores at any parallelism up to
+    /// `key_groups`.
     pub parallelism: usize,
+    /// The number of key groups (max parallelism): fixed at the job's first start, state is
+    /// split by it. (Absent, as 0, only in manifests older than version 3, which are refused.)
+    #[serde(default)]
+    pub key_groups: usize,
     /// The input file's length, time, inode and sampled checksums, when the input is a file:
     /// compared by [`JobIdentity::input_changes`], not [`JobIdentity::differences`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,9 +115,9 @@ impl JobIdentity {
             format!("{:?}", current.aggregates),
         );
         check(
-            "parallelism",
-            self.parallelism.to_string(),
-            current.parallelism.to_string(),
+            "key groups",
+            self.key_groups.to_string(),
+            current.key_groups.to_string(),
         );
         let kind = |f: &Option<InputFile>| match f {
             Some(_) => "a file".to_string(),

@@ -23,6 +23,8 @@
 
 use std::sync::Arc;
 
+use super::encode::DecodeError;
+
 /// Elements per page (a power of two).
 pub(crate) const PAGE: usize = 4096;
 const SHIFT: u32 = PAGE.trailing_zeros();
@@ -122,6 +124,21 @@ impl<T: Copy + Default> PagedVec<T> {
             v.extend_from_slice(p);
         }
         v
+    }
+
+    /// Appends the elements of `from` at `picks`, in that order (rescaling a restored job moves
+    /// groups between workers this way). An index out of range is refused.
+    pub(crate) fn append_picked(&mut self, from: &Self, picks: &[u32]) -> Result<(), DecodeError> {
+        if let Some(&bad) = picks.iter().find(|&&i| i as usize >= from.len) {
+            return Err(DecodeError(format!(
+                "group {bad} out of range: the state has {} groups",
+                from.len
+            )));
+        }
+        for &i in picks {
+            self.push(from.get(i as usize));
+        }
+        Ok(())
     }
 
     /// Approximate bytes held (pages shared with a snapshot counted in full).

@@ -24,7 +24,8 @@ use arrow_row::RowConverter;
 use hashbrown::HashTable;
 
 use crate::error::Result;
-use crate::hash::{dispatch_bytes, dispatch_int, hash_bytes, hash_u64, IntKey, KeyKind};
+use crate::hash::{dispatch_bytes, dispatch_int, hash_bytes, hash_u64, IntKey, KeyKind, NULL_HASH};
+use crate::keygroup::order_key;
 use crate::pages::{ByteArena, DecodeError, PagedVec, Reader};
 use crate::snapshot::FrozenKeys;
 
@@ -95,30 +96,112 @@ impl KeyInterner {
     }
 
     /// Every group id in an order that depends only on the set of keys, not on the order they
-    /// arrived in: by the keys' stable hash (ties, if any, by key), the null key first. The
-    /// hash spreads keys evenly, so this sorts in linear time ([`sort_by_hash`]).
+    /// arrived in, nor on how keys are split between workers: by the [`order_key`] of the keys'
+    /// stable hash (the null key's is [`NULL_HASH`]), ties by key. That order sorts by key group
+    /// first, so the workers' parts of a window, one after another in worker order, are in this
+    /// order too, whatever the parallelism. The hash spreads keys evenly, so this sorts in
+    /// linear time ([`sort_by_hash`]).
     pub(crate) fn sorted_groups(&self) -> Vec<u32> {
         let (mut entries, null_group): (Vec<(u64, u32)>, _) = match self {
             KeyInterner::Int(k) => (
-                k.table.iter().map(|&(key, g)| (hash_u64(key), g)).collect(),
+                k.table
+                    .iter()
+                    .map(|&(key, g)| (order_key(hash_u64(key)), g))
+                    .collect(),
                 k.null_group,
             ),
-            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => {
-                (k.table.iter().copied().collect(), k.null_group)
-            }
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => (
+                k.table.iter().map(|&(h, g)| (order_key(h), g)).collect(),
+                k.null_group,
+            ),
         };
+        entries.extend(null_group.map(|g| (order_key(NULL_HASH), g)));
         match self {
             KeyInterner::Int(k) => sort_by_hash(&mut entries, |a, b| {
-                k.keys.get(a as usize).cmp(&k.keys.get(b as usize))
+                (Some(a) != k.null_group, k.keys.get(a as usize))
+                    .cmp(&(Some(b) != k.null_group, k.keys.get(b as usize)))
             }),
             KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => {
-                sort_by_hash(&mut entries, |a, b| k.arena.get(a).cmp(k.arena.get(b)))
+                sort_by_hash(&mut entries, |a, b| {
+                    (Some(a) != k.null_group, k.arena.get(a))
+                        .cmp(&(Some(b) != k.null_group, k.arena.get(b)))
+                })
             }
         }
-        null_group
-            .into_iter()
-            .chain(entries.into_iter().map(|e| e.1))
-            .collect()
+        entries.into_iter().map(|e| e.1).collect()
+    }
+
+    /// The hash of every group's key, in group order: the hash the partitioner routes the key
+    /// by ([`KeyKind::hash_rows`]), so its key group is `key_group_of` of it.
+    pub(crate) fn partition_hashes(&self) -> Vec<u64> {
+        match self {
+            KeyInterner::Int(k) => (0..k.keys.len())
+                .map(|g| {
+                    if Some(g as u32) == k.null_group {
+                        NULL_HASH
+                    } else {
+                        hash_u64(k.keys.get(g))
+                    }
+                })
+                .collect(),
+            KeyInterner::Bytes(k, _) | KeyInterner::Rows(k, _) => (0..k.arena.len() as u32)
+                .map(|g| {
+                    if Some(g) == k.null_group {
+                        NULL_HASH
+                    } else {
+                        hash_bytes(k.arena.get(g))
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Appends the keys of groups `groups` of `from` (an interner of the same kind), in that
+    /// order, as new groups. A key already here is refused: a key lives in one key group, so
+    /// the workers a rescaled worker takes keys from never share one.
+    pub(crate) fn append_from(
+        &mut self,
+        from: &KeyInterner,
+        groups: &[u32],
+    ) -> Result<(), DecodeError> {
+        let dup = |g: u32| DecodeError(format!("the key of group {g} is held by two workers"));
+        match (self, from) {
+            (KeyInterner::Int(to), KeyInterner::Int(from)) => {
+                for &g in groups {
+                    let n = to.keys.len() as u32;
+                    let added = if Some(g) == from.null_group {
+                        to.null_group.is_none() && to.null_group() == n
+                    } else if (g as usize) < from.keys.len() {
+                        to.group_of(from.keys.get(g as usize)) == n
+                    } else {
+                        return Err(DecodeError(format!("group {g} out of range")));
+                    };
+                    if !added {
+                        return Err(dup(g));
+                    }
+                }
+            }
+            (
+                KeyInterner::Bytes(to, _) | KeyInterner::Rows(to, _),
+                KeyInterner::Bytes(from, _) | KeyInterner::Rows(from, _),
+            ) => {
+                for &g in groups {
+                    let n = to.arena.len() as u32;
+                    let added = if Some(g) == from.null_group {
+                        to.null_group.is_none() && to.null_group() == n
+                    } else if (g as usize) < from.arena.len() {
+                        to.group_of(from.arena.get(g)) == n
+                    } else {
+                        return Err(DecodeError(format!("group {g} out of range")));
+                    };
+                    if !added {
+                        return Err(dup(g));
+                    }
+                }
+            }
+            _ => return Err(DecodeError("keys of different kinds".into())),
+        }
+        Ok(())
     }
 
     /// A frozen copy of the keys, sharing pages with the live ones. O(pages).

@@ -18,6 +18,7 @@
 //! `engine/CHECKPOINTS.md` ("State payload").
 
 pub(crate) mod keys;
+pub(crate) mod regroup;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use arrow_select::take::take;
 
 use crate::aggregate::GroupsAccumulator;
 use crate::error::{EngineError, Result};
+use crate::keygroup::KeyGroupRange;
 use crate::pages::{DecodeError, Reader};
 use crate::plan::Plan;
 use crate::snapshot::{FrozenStore, FrozenWindow};
@@ -63,6 +65,25 @@ impl WindowState {
             acc.update(input.map(|i| batch.column(i)), rows, groups, n);
         }
         Ok(())
+    }
+
+    /// Appends groups `groups` of `from` (a window of another worker of the same job) as new
+    /// groups: their keys and every aggregate's state.
+    pub(crate) fn append_groups(
+        &mut self,
+        from: &WindowState,
+        groups: &[u32],
+    ) -> Result<(), DecodeError> {
+        self.keys.append_from(&from.keys, groups)?;
+        for (to, from) in self.accs.iter_mut().zip(&from.accs) {
+            to.append_groups(from.as_ref(), groups)?;
+        }
+        Ok(())
+    }
+
+    /// The hash each group's key is routed by, in group order.
+    pub(crate) fn key_hashes(&self) -> Vec<u64> {
+        self.keys.partition_hashes()
     }
 
     /// Approximate bytes held.
@@ -134,6 +155,11 @@ impl WindowStore {
         self.windows.len()
     }
 
+    /// Every open window, oldest first, consuming the store.
+    pub(crate) fn into_windows(self) -> impl Iterator<Item = (i64, WindowState)> {
+        self.windows.into_iter()
+    }
+
     /// A frozen copy of every open window for a checkpoint: O(windows + pages), no element is
     /// copied. Fails if an aggregate cannot be checkpointed (a plan error: the job's fault).
     pub(crate) fn snapshot(&self) -> Result<FrozenStore> {
@@ -189,25 +215,46 @@ impl WindowStore {
 
 /// A worker's state decoded from a snapshot payload.
 pub(crate) struct RestoredWorker {
+    /// The job's key groups when the snapshot was taken.
+    pub key_groups: usize,
+    /// The key groups the worker owned: every key of `store` is in one of them.
+    pub range: KeyGroupRange,
     pub watermark: i64,
     pub store: WindowStore,
 }
 
+/// Bytes before the windows: key groups, first and end group, watermark.
+const HEADER: usize = 32;
+
 impl RestoredWorker {
     /// Decodes a payload written by [`WorkerSnapshot::encode`](crate::WorkerSnapshot::encode)
-    /// for worker `worker` of `plan`: `i64` watermark, then the [`FrozenStore`].
+    /// for worker `worker` of `plan`: `u64` key groups, `u64` first and end of the worker's key
+    /// group range, `i64` watermark, then the [`FrozenStore`].
     pub(crate) fn decode(plan: &Plan, worker: usize, payload: &[u8]) -> Result<Self> {
         let bad = |why: String| EngineError::Checkpoint {
             what: format!("state of worker {worker}"),
             why,
         };
-        if payload.len() < 8 {
+        if payload.len() < HEADER {
             return Err(bad("shorter than its header".into()));
         }
-        let (wm, rest) = payload.split_at(8);
-        let store = WindowStore::restore(plan, rest).map_err(|e| bad(e.to_string()))?;
+        let word =
+            |i: usize| u64::from_le_bytes(payload[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (key_groups, first, end) = (word(0), word(1), word(2));
+        if key_groups == 0 || first >= end || end > key_groups {
+            return Err(bad(format!(
+                "corrupt state payload: key groups {first}..{end} of {key_groups}"
+            )));
+        }
+        let store =
+            WindowStore::restore(plan, &payload[HEADER..]).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
-            watermark: i64::from_le_bytes(wm.try_into().expect("8 bytes")),
+            key_groups: key_groups as usize,
+            range: KeyGroupRange {
+                first: first as usize,
+                end: end as usize,
+            },
+            watermark: word(3) as i64,
             store,
         })
     }
@@ -330,6 +377,71 @@ mod tests {
         }
     }
 
+    /// Rescaling: one worker's state split by key group over 3 workers gives, window by
+    /// window and worker after worker, the rows the one worker gives, in the same order (rows
+    /// sorted by key: the order agrees with the key groups); and back to 2 workers.
+    #[test]
+    fn regrouped_state_fires_the_same_rows_in_the_same_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        for keys in [vec!["k"], vec!["v"], vec!["k", "v"]] {
+            let spec = Job::builder()
+                .inputs(2) // sorted rows
+                .key_groups(32)
+                .key_by(&keys)
+                .tumbling(Duration::from_secs(5))
+                .aggregate([count(), sum("v"), min("v"), max("v"), mean("v")])
+                .build()
+                .unwrap();
+            let plan = Plan::new(&spec, Arc::clone(&schema)).unwrap();
+            let mut one = WindowStore::default();
+            let mut reference = WindowStore::default();
+            for seed in 0..5 {
+                let b = batch(&schema, seed, 3_000);
+                fold(&mut one, &plan, &b);
+                fold(&mut reference, &plan, &b);
+            }
+            let expected = fire_all(&mut reference, &plan);
+            let restored = |store: WindowStore, worker: usize, p: usize| RestoredWorker {
+                key_groups: 32,
+                range: KeyGroupRange::of_worker(worker, p, 32),
+                watermark: 0,
+                store,
+            };
+            let three = regroup::reassign(&plan, vec![restored(one, 0, 1)], 3, 32).unwrap();
+            assert_eq!(three.len(), 3);
+            let two = regroup::reassign(&plan, three, 2, 32).unwrap();
+            let parts: Vec<Vec<RecordBatch>> = two
+                .into_iter()
+                .map(|mut w| fire_all(&mut w.store, &plan))
+                .collect();
+            let mut got = Vec::new();
+            for (i, e) in expected.iter().enumerate() {
+                let pieces: Vec<&RecordBatch> = parts
+                    .iter()
+                    .filter_map(|p| {
+                        p.iter()
+                            .find(|b| b.column(0).slice(0, 1) == e.column(0).slice(0, 1))
+                    })
+                    .collect();
+                got.push(arrow_select::concat::concat_batches(&e.schema(), pieces).unwrap());
+                assert_eq!(got[i], *e, "{keys:?}: window {i}");
+            }
+            assert_eq!(
+                parts.iter().map(Vec::len).sum::<usize>(),
+                expected.len() * 2,
+                "{keys:?}: every window has keys in both workers"
+            );
+        }
+    }
+
     /// The example of CHECKPOINTS.md, "State payload", byte for byte.
     #[test]
     fn the_payload_is_the_documented_one() {
@@ -368,6 +480,8 @@ mod tests {
         let snapshot = crate::WorkerSnapshot {
             epoch: 1,
             worker: 0,
+            key_groups: 128,
+            range: KeyGroupRange { first: 0, end: 128 },
             watermark: 10_000,
             pause: Duration::ZERO,
             state: store.snapshot().unwrap(),
@@ -375,6 +489,7 @@ mod tests {
         let mut bytes = vec![0u8; snapshot.encoded_len()];
         snapshot.encode(&mut bytes);
         let doc = "
+            80 00 00 00 00 00 00 00   00 00 00 00 00 00 00 00   80 00 00 00 00 00 00 00
             10 27 00 00 00 00 00 00   01 00 00 00 00 00 00 00   10 27 00 00 00 00 00 00
             01   01 00 00 00   02 00 00 00 00 00 00 00   01 00 00 00 00 00 00 00   61
             01 00 00 00 00 00 00 00   18 00 00 00 00 00 00 00   02 00 00 00 00 00 00 00
@@ -387,7 +502,8 @@ mod tests {
         let restored = RestoredWorker::decode(&plan, 0, &bytes).unwrap();
         assert_eq!(restored.watermark, 10_000);
         assert_eq!(restored.store.len(), 1);
-        let err = RestoredWorker::decode(&plan, 3, &bytes[..20])
+        assert_eq!(restored.range, KeyGroupRange { first: 0, end: 128 });
+        let err = RestoredWorker::decode(&plan, 3, &bytes[..44])
             .err()
             .unwrap()
             .to_string();
