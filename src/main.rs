@@ -242,8 +242,7 @@ struct ReplayArgs {
     parse_threads: Option<usize>,
     /// Take barrier checkpoints into this folder, resume from its newest valid checkpoint of
     /// the same job, and write --output exactly once (it appears whole at the end). A resumed
-    /// run needs the same --parallelism: its default, the number of cores, holds on one
-    /// machine; pass -p explicitly to resume on another.
+    /// run may use another -p (up to --key-groups): the key groups move to the new workers.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
     /// Time between checkpoints.
