@@ -417,17 +417,7 @@ fn run_in(
                         "round {}: replay -p {p}",
                         round + 1
                     )));
-                    time_child(Command::new(exe).arg("replay").arg(&log).args([
-                        "--output-format",
-                        "csv",
-                        "-o",
-                        "/dev/null",
-                        "-q",
-                        "-p",
-                        &p.to_string(),
-                        "--parse-threads",
-                        &p.to_string(),
-                    ]))?
+                    time_child(&mut replay_command(exe, &log, p))?
                 }
             };
             times[which.unwrap_or(0)] = t.as_secs_f64();
@@ -710,4 +700,22 @@ fn kafka_part(
         exactly_once_vs_limit: eo_limit,
         exactly_once_vs_at_least_once: eo_alo,
     })
+}
+
+/// `weir replay FILE --output-format csv -o /dev/null -q -p P --parse-threads P`: the end-to-end
+/// replay every whole-process measurement times.
+pub(crate) fn replay_command(exe: &Path, file: &Path, p: usize) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("replay").arg(file).args([
+        "--output-format",
+        "csv",
+        "-o",
+        "/dev/null",
+        "-q",
+        "-p",
+        &p.to_string(),
+        "--parse-threads",
+        &p.to_string(),
+    ]);
+    c
 }

@@ -188,21 +188,7 @@ pub fn run(
         })?
         .len();
     let load_start = super::load_average();
-    let replay = |threads: usize| {
-        let mut c = Command::new(weir_exe);
-        c.arg("replay").arg(file).args([
-            "--output-format",
-            "csv",
-            "-o",
-            "/dev/null",
-            "-q",
-            "-p",
-            &threads.to_string(),
-            "--parse-threads",
-            &threads.to_string(),
-        ]);
-        c
-    };
+    let replay = |threads: usize| super::replay_command(weir_exe, file, threads);
     // Warm-up: the file into the page cache, the binaries into memory.
     progress("warm-up".into());
     run_sampled(Command::new("wc").arg("-l").arg(file))?;
