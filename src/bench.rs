@@ -640,7 +640,7 @@ fn kafka_part(
     let (log, gen) = generate_vec(&log_options(n, cfg.clients));
     let tag = kafka::unique();
     let input = kafka::url(broker, &format!("bench-in-{tag}"));
-    weir_io::kafka::load::load_lines(&log[..], &input, 4, &|e| {
+    weir_io::kafka::load::load_lines(&log[..], &input, 4, None, &|e| {
         weir_io::Error::io(Path::new("generated log"), e)
     })
     .map_err(|e| BenchError::Kafka(format!("loading {input}: {e}")))?;

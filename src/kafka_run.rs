@@ -33,7 +33,7 @@ use weir_engine::checkpoint::JobIdentity;
 use weir_engine::{Input, JobStats};
 use weir_io::kafka::reader::PartitionReader;
 use weir_io::kafka::records::{Progress, ValueFormat, PROGRESS_TOPIC};
-use weir_io::kafka::sink::{transactional, TransactionalConfig};
+use weir_io::kafka::sink::{transactional, OffsetsOf, TransactionalConfig};
 use weir_io::kafka::txn::{Delivery, JobProducer, ProducerOptions};
 use weir_io::kafka::{connect, ensure_topic, KafkaUrl};
 use weir_io::parse::{detect_format, LineParser, LogFormat, ParseOptions, ParseStats};
@@ -238,7 +238,8 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
     let mut detection_readers = Vec::new();
     let format = match (&cfg.from, &file) {
         (Source::Kafka(from), _) => {
-            let (format, opened) = pick_kafka_format(cfg, from, partitions)?;
+            let (format, opened) =
+                pick_kafka_format(cfg.parse.format, from, partitions, &cfg.group)?;
             detection_readers = opened;
             format
         }
@@ -342,10 +343,10 @@ pub fn run(cfg: &KafkaRunConfig, say: &(dyn Fn(&str) + Sync)) -> Result<KafkaRun
             format: cfg.value_format,
             epoch: committed + 1,
             job: cfg.transactional_id.clone(),
-            input_topic: match &cfg.from {
+            offsets: OffsetsOf::Progress(match &cfg.from {
                 Source::Kafka(from) => Some(from.topic.clone()),
                 Source::File(_) => None,
-            },
+            }),
             record: serde_json::json!({
                 "kafka": cfg.to.to_string(),
                 "group": cfg.group,
@@ -629,16 +630,17 @@ fn identity(
 /// that has any (combined if the topic is empty). Also returns the readers it opened, each at
 /// the start of its partition with what it read handed back: a run that starts there uses them.
 fn pick_kafka_format(
-    cfg: &KafkaRunConfig,
+    configured: Option<LogFormat>,
     from: &KafkaUrl,
     partitions: usize,
+    group: &str,
 ) -> Result<(LogFormat, Vec<PartitionReader>)> {
     let mut opened = Vec::new();
-    if let Some(f) = cfg.parse.format {
+    if let Some(f) = configured {
         return Ok((f, opened));
     }
     for p in 0..partitions {
-        let mut r = PartitionReader::open(from, p as i32, None, &cfg.group)?;
+        let mut r = PartitionReader::open(from, p as i32, None, group)?;
         let end = r.end_offset()?;
         let mut sample = Vec::new();
         let mut runs = Vec::new();
@@ -663,6 +665,16 @@ fn pick_kafka_format(
         }
     }
     Ok((LogFormat::Combined, opened))
+}
+
+/// The log format of a topic's records, detected from the first records of the first
+/// partition that has any (combined if the topic is empty).
+pub(crate) fn detect_topic_format(
+    from: &KafkaUrl,
+    partitions: usize,
+    group: &str,
+) -> Result<LogFormat> {
+    Ok(pick_kafka_format(None, from, partitions, group)?.0)
 }
 
 /// One partition, driven by the one source driver until its split ends (a bounded run, once

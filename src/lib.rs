@@ -37,6 +37,7 @@ mod error;
 pub mod kafka_run;
 pub mod metrics;
 pub mod replay;
+pub mod scale_out;
 pub mod serve;
 pub mod stop;
 pub mod units;

@@ -324,6 +324,23 @@ struct RunArgs {
     /// Test hook: the reader of partition p finishes p × this after every reader reached the end.
     #[arg(long, hide = true, value_parser = parse_duration)]
     test_finish_stagger: Option<Duration>,
+    /// Run as one member of a job spread over several processes: start the same command, with
+    /// the same --group, on every machine (each with its own --checkpoint-dir). The group
+    /// shares the input's partitions out; the job's state lives in Kafka.
+    #[arg(long, requires = "group")]
+    scale_out: bool,
+    /// With --scale-out: the input is keyed by client (`weir produce --key-by-client`), so its
+    /// partitions are aggregated where they are read, without a shuffle.
+    #[arg(long, requires = "scale_out")]
+    keyed_input: bool,
+    /// With --scale-out: partitions of the job's shuffle topic (GROUP-shuffle) when weir
+    /// creates it (default: as many as the input's).
+    #[arg(long, requires = "scale_out")]
+    shuffle_partitions: Option<usize>,
+    /// With --scale-out: how long the group waits for a silent member before it shares out its
+    /// partitions (the consumer's session.timeout.ms, at least the broker's minimum, 6 s).
+    #[arg(long, default_value = "6s", value_parser = parse_duration)]
+    session_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -337,6 +354,11 @@ struct ProduceArgs {
     /// Partitions if the topic is created.
     #[arg(long, default_value_t = 4)]
     partitions: usize,
+    /// Key each record by its client and send it to the partition of that key, so that a
+    /// client's lines are all in one partition (an input `weir run --scale-out --keyed-input`
+    /// needs no shuffle for). Without it, lines go to the partitions in runs of 1,000.
+    #[arg(long)]
+    key_by_client: bool,
 }
 
 #[derive(Args)]
@@ -608,6 +630,9 @@ fn run_replay(mut a: ReplayArgs) -> Result<(), weir::Error> {
 
 fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
     a.job.serve_metrics()?;
+    if a.scale_out {
+        return run_scale_out(a);
+    }
     let mut cfg = KafkaRunConfig::new(Source::Kafka(a.from), a.to, a.checkpoint_dir);
     if a.job.output.is_some() || a.job.output_format != OutputFormatArg::Print {
         return Err(weir::Error::Usage(
@@ -644,6 +669,63 @@ fn run_kafka(a: RunArgs) -> Result<(), weir::Error> {
     cfg.read_delay = a.test_read_delay.unwrap_or_default();
     cfg.finish_stagger = a.test_finish_stagger.unwrap_or_default();
     run_kafka_job(&cfg, a.job.quiet, false)
+}
+
+/// `weir run --scale-out`: one member of a job spread over several processes.
+fn run_scale_out(a: RunArgs) -> Result<(), weir::Error> {
+    use weir::scale_out::{self, ScaleOutConfig};
+    if a.job.output.is_some() || a.job.output_format != OutputFormatArg::Print {
+        return Err(weir::Error::Usage(
+            "weir run writes to --to; --output and --output-format are for replay".into(),
+        ));
+    }
+    if a.delivery != Delivery::ExactlyOnce || a.transactional_id.is_some() {
+        return Err(weir::Error::Usage(
+            "--scale-out is exactly-once, with a transactional id per member: leave out \
+             --delivery and --transactional-id"
+                .into(),
+        ));
+    }
+    let group = a.group.clone().expect("clap requires --group");
+    let mut cfg = ScaleOutConfig::new(a.from, a.to, a.checkpoint_dir, &group);
+    cfg.parse = a.job.parse_config();
+    cfg.job = a.job.job_options()?;
+    cfg.interval = a.checkpoint_interval;
+    cfg.keyed = a.keyed_input;
+    cfg.shuffle_partitions = a.shuffle_partitions;
+    cfg.stop_at_end = a.stop_at_end;
+    cfg.value_format = a.value_format;
+    cfg.output_partitions = a.output_partitions.max(1);
+    cfg.session_timeout = a.session_timeout.max(Duration::from_secs(6));
+    cfg.transaction_timeout = a
+        .transaction_timeout
+        .unwrap_or((cfg.interval * 10).max(Duration::from_secs(10)));
+    cfg.read_delay = a.test_read_delay.unwrap_or_default();
+    let stop = stop_on_signals("leaving the group: the other members take over");
+    cfg.suspend = Some(stop.clone());
+    let quiet = a.job.quiet;
+    let s = scale_out::run(&cfg, &say_unless(quiet))?;
+    if !quiet {
+        let secs = s.elapsed.as_secs_f64().max(1e-9);
+        eprintln!(
+            "weir: this member read {} lines ({} malformed), counted {} rows, wrote {} result \
+             records in {} transactions over {} generations in {:.2} s",
+            thousands(s.parse.lines),
+            thousands(s.parse.malformed),
+            thousands(s.rows),
+            thousands(s.records),
+            thousands(s.commits),
+            s.generations,
+            secs
+        );
+        if !s.parse.examples.is_empty() {
+            eprintln!("weir: first malformed lines (by offset in their partition):");
+        }
+        for m in &s.parse.examples {
+            eprintln!("  offset {} ({}): {:?}", m.line, m.reason, m.text);
+        }
+    }
+    Ok(())
 }
 
 /// `weir replay FILE --to kafka://…`: the file as the one input of an exactly-once Kafka job.
@@ -752,7 +834,24 @@ fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {
         weir::io::source::open_stream(&a.input).map_err(|e| weir::Error::Usage(e.to_string()))?,
     );
     let started = std::time::Instant::now();
-    let n = load_lines(reader, &a.to, a.partitions.max(1), &|e| {
+    let mut reader = reader;
+    let key_by = if a.key_by_client {
+        use std::io::BufRead;
+        let head = reader
+            .fill_buf()
+            .map_err(|e| weir::io::Error::io(&input, e))?;
+        let format = weir::io::parse::detect_format(head).ok_or_else(|| {
+            weir::Error::Usage(format!(
+                "{}: --key-by-client cannot tell the log format from the first lines (combined, \
+                 common or simple)",
+                input.display()
+            ))
+        })?;
+        Some(format)
+    } else {
+        None
+    };
+    let n = load_lines(reader, &a.to, a.partitions.max(1), key_by, &|e| {
         weir::io::Error::io(&input, e)
     })
     .map_err(|e| match e {

@@ -188,6 +188,7 @@ impl JobSpec {
                 watermark: InputWatermark::new(self.watermark, self.windows),
                 live: Arc::clone(&live),
                 finished: false,
+                held: false,
             })
             .collect();
         Ok(RunningJob {
@@ -217,6 +218,8 @@ pub struct Input {
     watermark: InputWatermark,
     live: Arc<LiveStats>,
     finished: bool,
+    /// Rows do not move the watermark: only [`Input::advance_to`] does.
+    held: bool,
 }
 
 impl Input {
@@ -228,23 +231,23 @@ impl Input {
         let plan = Arc::clone(&self.plan);
         let ts = plan.timestamps(&batch);
         let mut offset = 0;
-        while offset < n {
+        while offset < n && !self.held {
             match self.watermark.advance(&ts[offset..]) {
                 Some((len, wm)) => {
                     self.send_rows(&batch.slice(offset, len))?;
                     self.broadcast(Message::Watermark(wm))?;
                     offset += len;
                 }
-                None => {
-                    let rest = if offset == 0 {
-                        batch.clone()
-                    } else {
-                        batch.slice(offset, n - offset)
-                    };
-                    self.send_rows(&rest)?;
-                    break;
-                }
+                None => break,
             }
+        }
+        if offset < n {
+            let rest = if offset == 0 {
+                batch.clone()
+            } else {
+                batch.slice(offset, n - offset)
+            };
+            self.send_rows(&rest)?;
         }
         let live = &self.live.inputs[self.index];
         live.rows.add(n as u64);
@@ -296,6 +299,14 @@ impl Input {
             Some((_, wm)) => self.broadcast(Message::Watermark(wm)),
             None => Ok(()),
         }
+    }
+
+    /// From now on this input's rows do not move its watermark: only [`Input::advance_to`]
+    /// does. For a source that knows its event time better than the order of its rows: a
+    /// shuffle's partition, where rows of many upstream partitions interleave and the
+    /// watermark is the least of theirs, sent along with them.
+    pub fn hold_watermark(&mut self) {
+        self.held = true;
     }
 
     /// Says this input has nothing to send for now (its source has gone, e.g. a connection

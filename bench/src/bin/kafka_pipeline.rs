@@ -68,7 +68,7 @@ fn main() {
     let input = url(&broker, &format!("bench-in-{tag}"));
     let t = Instant::now();
     let reader = std::io::BufReader::new(std::fs::File::open(&log).unwrap());
-    load_lines(reader, &input, 4, &|e| weir::io::Error::io(&log, e)).unwrap();
+    load_lines(reader, &input, 4, None, &|e| weir::io::Error::io(&log, e)).unwrap();
     println!(
         "loaded {lines} lines into {input} in {:.2} s",
         t.elapsed().as_secs_f64()

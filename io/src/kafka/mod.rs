@@ -10,6 +10,7 @@
 //!   auto-committing.
 //! * [`txn`]: the transactional producer of the two-phase-commit sink and the progress record
 //!   (the progress group's committed offset) that makes a Kafka commit the one decision point.
+//! * [`shuffle`]: the records of a scale-out job's shuffle topic (rows and event time).
 //! * [`records`]: the output record format (key, JSON or CSV value) and the progress record.
 //!
 //! All calls are blocking and run on weir's own threads: librdkafka has its own I/O threads and
@@ -18,6 +19,7 @@
 pub mod load;
 pub mod reader;
 pub mod records;
+pub mod shuffle;
 pub mod sink;
 pub mod txn;
 

@@ -171,6 +171,71 @@ impl PartitionReader {
     }
 }
 
+/// One record as the broker holds it (a scale-out job's shuffle reads its own records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Its offset.
+    pub offset: i64,
+    /// Its key (empty: none).
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: Vec<u8>,
+}
+
+impl PartitionReader {
+    /// Appends the next records to `out` as they are, until their values hold `max_bytes`, the
+    /// end of what is available, or `timeout`; returns whether the reader caught up with the
+    /// partition. Not to be mixed with [`PartitionReader::read`] on one reader.
+    pub fn read_records(
+        &mut self,
+        out: &mut Vec<RawRecord>,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut bytes = 0;
+        while bytes < max_bytes {
+            let wait = if out.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let Some(m) = self.consumer.poll(wait) else {
+                if !out.is_empty() || Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                continue;
+            };
+            match m {
+                Ok(m) => {
+                    let value = m.payload().unwrap_or_default();
+                    bytes += value.len();
+                    out.push(RawRecord {
+                        offset: m.offset(),
+                        key: m.key().unwrap_or_default().to_vec(),
+                        value: value.to_vec(),
+                    });
+                    self.next = m.offset() + 1;
+                }
+                Err(KafkaError::PartitionEOF(_)) => {
+                    if let Some(pos) = position(&self.consumer, &self.url, self.partition) {
+                        self.next = self.next.max(pos);
+                    }
+                    return Ok(true);
+                }
+                Err(e) => {
+                    return Err(KafkaIoError::call(
+                        &self.url.brokers,
+                        format!("read {} partition {}", self.url.topic, self.partition),
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// The consumer's position in `url`'s `partition`: past the last record it delivered (or, at
 /// the end of the partition, past any transaction markers there).
 fn position(consumer: &BaseConsumer, url: &KafkaUrl, partition: i32) -> Option<i64> {

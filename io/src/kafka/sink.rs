@@ -19,7 +19,7 @@
 //! windows fired at the end are in that checkpoint's state and a resumed run fires them again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use weir_engine::{ResultSink, SinkError};
 
 use super::records::{Progress, ValueFormat};
-use super::txn::JobProducer;
+use super::txn::{CommittedOffset, JobProducer};
 use crate::error::{Error, Result};
 use crate::sink::RowRenderer;
 use crate::two_phase::{SinkEvent, TwoPhaseSink};
+use rdkafka::consumer::ConsumerGroupMetadata;
 
 /// A Kafka source partition's position at a barrier: what a Kafka job's manifest records of its
 /// input, and what the offsets committed with the transaction come from.
@@ -67,13 +68,65 @@ pub struct TransactionalConfig {
     pub epoch: u64,
     /// The job (the transactional id), named in the progress record.
     pub job: String,
-    /// The topic whose offsets commit with each transaction (`None`: the input is not Kafka).
-    pub input_topic: Option<String>,
+    /// What each transaction commits besides the records.
+    pub offsets: OffsetsOf,
     /// The sink's record in each manifest.
     pub record: serde_json::Value,
     /// Test hook: each commit waits this long with its records on the broker (see `weir run
     /// --commit-delay`).
     pub commit_delay: Duration,
+}
+
+/// What a transaction commits besides its records: offsets of the job's group.
+pub enum OffsetsOf {
+    /// A one-process job: the progress record (epoch and manifest) and, for a Kafka input, the
+    /// positions of this topic's partitions ([`Positions`]); `None`: the input is not Kafka.
+    Progress(Option<String>),
+    /// A member of a scale-out job: the offsets (with their metadata) computed from an epoch's
+    /// positions, committed with the member's group metadata (KIP-447), so that a member of an
+    /// older generation of the group is fenced.
+    Member {
+        /// The offsets of an epoch's positions; `finished` for the last epoch of the input.
+        offsets: Box<dyn FnMut(&serde_json::Value, bool) -> Vec<CommittedOffset> + Send>,
+        /// The group membership the transactions commit under.
+        group: Arc<ConsumerGroupMetadata>,
+        /// The epoch whose transaction is open, for the member's other senders.
+        open: Arc<OpenTransaction>,
+    },
+}
+
+/// The epoch whose transaction is open: a thread that sends records into the transactions of
+/// a member of a scale-out job (its shuffle) waits here after each barrier until the next
+/// transaction is open, so that a record never commits with an epoch before its own.
+#[derive(Debug, Default)]
+pub struct OpenTransaction {
+    epoch: Mutex<u64>,
+    opened: Condvar,
+}
+
+impl OpenTransaction {
+    /// The transaction of `epoch` is open.
+    pub fn open(&self, epoch: u64) {
+        *self.epoch.lock().expect("not poisoned") = epoch;
+        self.opened.notify_all();
+    }
+
+    /// Waits until the transaction of `epoch` (or a later one) is open; `false` if `stopped`
+    /// said so first (it is asked every 50 ms).
+    pub fn wait_for(&self, epoch: u64, stopped: &dyn Fn() -> bool) -> bool {
+        let mut open = self.epoch.lock().expect("not poisoned");
+        while *open < epoch {
+            if stopped() {
+                return false;
+            }
+            open = self
+                .opened
+                .wait_timeout(open, Duration::from_millis(50))
+                .expect("not poisoned")
+                .0;
+        }
+        true
+    }
 }
 
 /// The two halves of the transactional sink over `producer`, whose first transaction is open.
@@ -86,7 +139,15 @@ pub fn transactional(
     let (events_tx, events) = crossbeam_channel::unbounded();
     let (acks_tx, acks) = crossbeam_channel::unbounded();
     let (commits_tx, commits) = crossbeam_channel::bounded(1);
+    let member = match &cfg.offsets {
+        OffsetsOf::Member { group, open, .. } => {
+            open.open(cfg.epoch);
+            Some((Arc::clone(group), Arc::clone(open)))
+        }
+        OffsetsOf::Progress(_) => None,
+    };
     let sink = KafkaSink {
+        member,
         producer,
         topic: cfg.topic,
         key_columns: cfg.key_columns,
@@ -105,7 +166,7 @@ pub fn transactional(
     };
     let committer = KafkaCommitter {
         record: cfg.record,
-        input_topic: cfg.input_topic,
+        offsets: cfg.offsets,
         commits: commits_tx,
         events,
         acks,
@@ -117,7 +178,7 @@ pub fn transactional(
 struct Commit {
     epoch: u64,
     manifest: String,
-    inputs: Vec<(String, i32, i64)>,
+    offsets: Vec<CommittedOffset>,
     finished: bool,
     /// The run is suspended after this commit: no transaction follows.
     last: bool,
@@ -129,7 +190,7 @@ struct Commit {
 /// once the manifest is durable.
 pub struct KafkaCommitter {
     record: serde_json::Value,
-    input_topic: Option<String>,
+    offsets: OffsetsOf,
     commits: Sender<Commit>,
     events: Receiver<SinkEvent<()>>,
     /// Epochs whose transaction committed.
@@ -155,23 +216,29 @@ impl TwoPhaseSink for KafkaCommitter {
         finished: bool,
         last: bool,
     ) -> Result<()> {
-        let inputs = match &self.input_topic {
-            Some(topic) => {
+        let offsets = match &mut self.offsets {
+            OffsetsOf::Progress(Some(topic)) => {
                 let at: Positions =
                     serde_json::from_value(positions.clone()).expect("positions we wrote");
                 at.partitions
                     .iter()
-                    .map(|p| (topic.clone(), p.partition, p.offset))
+                    .map(|p| CommittedOffset {
+                        topic: topic.clone(),
+                        partition: p.partition,
+                        offset: p.offset,
+                        metadata: String::new(),
+                    })
                     .collect()
             }
-            None => Vec::new(),
+            OffsetsOf::Progress(None) => Vec::new(),
+            OffsetsOf::Member { offsets, .. } => offsets(positions, finished),
         };
         let stopped = || Error::Stopped("the job or its sink failed");
         self.commits
             .send(Commit {
                 epoch,
                 manifest: manifest.to_owned(),
-                inputs,
+                offsets,
                 finished,
                 last,
             })
@@ -189,6 +256,8 @@ impl TwoPhaseSink for KafkaCommitter {
 /// commit (after the coordinator made the checkpoint durable), then the next transaction.
 pub struct KafkaSink {
     producer: JobProducer,
+    /// A scale-out member's group membership and its open-transaction signal.
+    member: Option<(Arc<ConsumerGroupMetadata>, Arc<OpenTransaction>)>,
     topic: String,
     key_columns: usize,
     format: ValueFormat,
@@ -233,7 +302,12 @@ impl KafkaSink {
             manifest: c.manifest,
             finished: c.finished,
         };
-        self.producer.commit(&progress, &c.inputs)?;
+        // A scale-out member's members each have their own epochs: no job-wide progress.
+        let (progress, group) = match &self.member {
+            Some((group, _)) => (None, Some(&**group)),
+            None => (Some(&progress), None),
+        };
+        self.producer.commit(progress, &c.offsets, group)?;
         if !self.commit_delay.is_zero() {
             eprintln!("weir: committed epoch {epoch}");
         }
@@ -273,6 +347,9 @@ impl ResultSink for KafkaSink {
         self.open_records = 0;
         if !self.suspended {
             self.producer.begin()?;
+            if let Some((_, open)) = &self.member {
+                open.open(self.epoch);
+            }
         }
         Ok(())
     }

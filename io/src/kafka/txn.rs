@@ -80,9 +80,24 @@ pub struct CommitCounts {
     pub aborted: AtomicU64,
 }
 
+/// One offset a transaction commits for the job's group: an input's position, with the
+/// metadata that restores what goes with it (a scale-out job keeps its window state's bounds
+/// there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset committed (the next to read).
+    pub offset: i64,
+    /// The offset's metadata (empty: none).
+    pub metadata: String,
+}
+
 /// The job's producer and the consumer handle of its progress group.
 pub struct JobProducer {
-    producer: BaseProducer,
+    producer: Arc<BaseProducer>,
     group: BaseConsumer,
     opts: ProducerOptions,
     counts: Arc<CommitCounts>,
@@ -117,7 +132,7 @@ impl JobProducer {
                 .map_err(|e| txn_error(&opts, None, "init_transactions", e))?;
         }
         Ok(Self {
-            producer,
+            producer: Arc::new(producer),
             group,
             opts,
             txn_since: None,
@@ -183,11 +198,27 @@ impl JobProducer {
         self.producer.poll(Duration::ZERO);
     }
 
-    /// Commits `progress` and `inputs` (`(topic, partition, next offset)`) with everything sent
-    /// since [`JobProducer::begin`]: one transaction. At least once: flushes, then commits the
+    /// A handle that sends records into this producer's transactions from other threads (a
+    /// scale-out job's shuffle), each into the transaction of its epoch.
+    pub fn sender(&self) -> RecordSender {
+        RecordSender {
+            producer: Arc::clone(&self.producer),
+            brokers: self.opts.brokers.clone(),
+        }
+    }
+
+    /// Commits `progress` (if any) and `offsets` with everything sent since
+    /// [`JobProducer::begin`]: one transaction. `member` is the group metadata of a consumer that
+    /// is a member of the job's group (KIP-447: a zombie of an older generation is fenced by the
+    /// group); `None` for the job's own group handle. At least once: flushes, then commits the
     /// offsets.
-    pub fn commit(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
-        let done = self.commit_once(progress, inputs);
+    pub fn commit(
+        &mut self,
+        progress: Option<&Progress>,
+        offsets: &[CommittedOffset],
+        member: Option<&ConsumerGroupMetadata>,
+    ) -> Result<()> {
+        let done = self.commit_once(progress, offsets, member);
         let c = &self.counts;
         let n = if done.is_ok() {
             &c.committed
@@ -198,24 +229,41 @@ impl JobProducer {
         done
     }
 
-    fn commit_once(&mut self, progress: &Progress, inputs: &[(String, i32, i64)]) -> Result<()> {
-        let mut tpl = TopicPartitionList::with_capacity(1 + inputs.len());
-        let meta = serde_json::to_string(progress).expect("serialisable");
-        tpl.add_partition_offset(PROGRESS_TOPIC, 0, Offset::Offset(progress.epoch as i64))
-            .expect("a fresh list takes offsets");
-        if let Some(mut e) = tpl.find_partition(PROGRESS_TOPIC, 0) {
-            e.set_metadata(meta);
-        }
-        for (topic, partition, offset) in inputs {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+    fn commit_once(
+        &mut self,
+        progress: Option<&Progress>,
+        offsets: &[CommittedOffset],
+        member: Option<&ConsumerGroupMetadata>,
+    ) -> Result<()> {
+        let mut tpl = TopicPartitionList::with_capacity(1 + offsets.len());
+        let progress = progress.map(|p| CommittedOffset {
+            topic: PROGRESS_TOPIC.into(),
+            partition: 0,
+            offset: p.epoch as i64,
+            metadata: serde_json::to_string(p).expect("serialisable"),
+        });
+        for o in progress.iter().chain(offsets) {
+            tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset))
                 .expect("a fresh list takes offsets");
+            if !o.metadata.is_empty() {
+                if let Some(mut e) = tpl.find_partition(&o.topic, o.partition) {
+                    e.set_metadata(o.metadata.clone());
+                }
+            }
         }
         match self.opts.delivery {
             Delivery::ExactlyOnce => {
-                let cgm = self.group_metadata()?;
+                let own;
+                let cgm = match member {
+                    Some(m) => m,
+                    None => {
+                        own = self.group_metadata()?;
+                        &own
+                    }
+                };
                 let sent = self
                     .producer
-                    .send_offsets_to_transaction(&tpl, &cgm, TXN_CALL_TIMEOUT)
+                    .send_offsets_to_transaction(&tpl, cgm, TXN_CALL_TIMEOUT)
                     .map_err(|e| self.txn_error("send_offsets_to_transaction", e))
                     .and_then(|()| {
                         self.producer
@@ -258,6 +306,26 @@ impl JobProducer {
                 addr: self.opts.brokers.clone(),
                 what: format!("no group metadata for group {}", self.opts.group),
             })
+    }
+}
+
+/// Sends records into a [`JobProducer`]'s open transaction from another thread. The caller
+/// makes sure the transaction open is the one its records belong to (a scale-out job's shuffle
+/// waits for the next transaction after each barrier).
+#[derive(Clone)]
+pub struct RecordSender {
+    producer: Arc<BaseProducer>,
+    brokers: String,
+}
+
+impl RecordSender {
+    /// Sends one record to `partition` of `topic`, waiting while the producer's queue is full.
+    pub fn send(&self, topic: &str, partition: i32, key: &[u8], value: &[u8]) -> Result<()> {
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(key)
+            .payload(value);
+        send_waiting(&self.producer, record, &self.brokers)
     }
 }
 

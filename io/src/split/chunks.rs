@@ -19,6 +19,7 @@
 //!   from `i << 32 | 1`; once every chunk's line count is known they are rebased
 //!   ([`FileChunks::lines_before_each`], [`rebase_line`]).
 
+use arrow_array::RecordBatch;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -264,14 +265,18 @@ impl Split for ChunkSplit<'_, '_> {
         })
     }
 
-    fn parsed(&mut self, counted: Counted, max_ts: &dyn Fn() -> i64) -> Result<Option<i64>> {
+    fn parsed(&mut self, counted: Counted, batches: &mut Vec<RecordBatch>) -> Result<Option<i64>> {
         let c = &self.chunks.counts[self.current];
         c.lines.store(counted.lines, Ordering::Relaxed);
         c.rows.store(counted.rows, Ordering::Relaxed);
         c.malformed.store(counted.malformed, Ordering::Relaxed);
         // Event time has reached, in file order, the largest timestamp before this chunk,
         // whichever threads parsed those chunks: the rows of this one are judged from there.
-        match self.chunks.clock.publish(self.current, max_ts()) {
+        match self
+            .chunks
+            .clock
+            .publish(self.current, super::max_timestamp(batches))
+        {
             Some(before) => Ok(Some(before)),
             None => Err(Error::Stopped("another parser thread failed")),
         }

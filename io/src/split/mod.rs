@@ -54,6 +54,14 @@ pub enum Step<'a> {
         /// Whether the run stops at this barrier.
         last: bool,
     },
+    /// Rows already in columns (a shuffle's records, decoded): pushed as they are, then the
+    /// input's event time is moved to `advance_to` (the shuffle's watermark) if given.
+    Rows {
+        /// The rows, in the job's input schema.
+        batches: &'a [RecordBatch],
+        /// The event time the input has reached once they are pushed.
+        advance_to: Option<i64>,
+    },
     /// Nothing to read for now (the split waited as long as it waits): push what is buffered.
     Idle,
     /// The split is done.
@@ -77,12 +85,13 @@ pub trait Split {
     /// [`Step::Idle`]), and ends the wait when its run is asked to stop.
     fn next(&mut self) -> Result<Step<'_>>;
 
-    /// The lines of the last [`Step::Lines`] are parsed, not yet pushed. `max_ts` computes their
-    /// largest event time. Returns the event time the input must have reached before they are
-    /// pushed, for a split whose event time follows a file's order rather than its own reading
-    /// order ([`chunks::ChunkSplit`]); `None` otherwise.
-    fn parsed(&mut self, counted: Counted, max_ts: &dyn Fn() -> i64) -> Result<Option<i64>> {
-        let _ = (counted, max_ts);
+    /// The lines of the last [`Step::Lines`] are parsed into `batches`, not yet pushed (the
+    /// split may drop rows from them: those a restored run has already counted). Returns the
+    /// event time the input must have reached before they are pushed, for a split whose event
+    /// time follows a file's order rather than its own reading order
+    /// ([`chunks::ChunkSplit`]); `None` otherwise.
+    fn parsed(&mut self, counted: Counted, batches: &mut Vec<RecordBatch>) -> Result<Option<i64>> {
+        let _ = (counted, batches);
         Ok(None)
     }
 
@@ -188,7 +197,7 @@ impl<'a> Driver<'a> {
                     if let Some(m) = self.meter {
                         m.read(counted, len);
                     }
-                    if let Some(ts) = split.parsed(counted, &|| max_timestamp(&self.batches))? {
+                    if let Some(ts) = split.parsed(counted, &mut self.batches)? {
                         input.advance_to(ts)?;
                     }
                     self.push(input)?;
@@ -205,6 +214,18 @@ impl<'a> Driver<'a> {
                     input.barrier(epoch)?;
                     if last {
                         return Ok(Ended::AtBarrier(epoch));
+                    }
+                }
+                Step::Rows {
+                    batches,
+                    advance_to,
+                } => {
+                    self.flush(input)?;
+                    for b in batches {
+                        input.push(b.clone())?;
+                    }
+                    if let Some(ts) = advance_to {
+                        input.advance_to(ts)?;
                     }
                 }
                 Step::Idle => self.flush(input)?,

@@ -78,7 +78,11 @@ impl Split for SocketSplit<'_> {
         })
     }
 
-    fn parsed(&mut self, counted: Counted, _max_ts: &dyn Fn() -> i64) -> Result<Option<i64>> {
+    fn parsed(
+        &mut self,
+        counted: Counted,
+        _batches: &mut Vec<arrow_array::RecordBatch>,
+    ) -> Result<Option<i64>> {
         self.read.fetch_add(counted.lines, Ordering::Relaxed);
         Ok(None)
     }
