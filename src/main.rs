@@ -701,6 +701,7 @@ fn run_scale_out(a: RunArgs) -> Result<(), weir::Error> {
         .transaction_timeout
         .unwrap_or((cfg.interval * 10).max(Duration::from_secs(10)));
     cfg.read_delay = a.test_read_delay.unwrap_or_default();
+    cfg.commit_delay = a.test_commit_delay.unwrap_or_default();
     let stop = stop_on_signals("leaving the group: the other members take over");
     cfg.suspend = Some(stop.clone());
     let quiet = a.job.quiet;
@@ -834,13 +835,18 @@ fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {
         weir::io::source::open_stream(&a.input).map_err(|e| weir::Error::Usage(e.to_string()))?,
     );
     let started = std::time::Instant::now();
+    use std::io::Read;
+    // The first 64 KiB tell the format (--key-by-client); they are read on from the start.
+    let mut head = Vec::new();
     let mut reader = reader;
-    let key_by = if a.key_by_client {
-        use std::io::BufRead;
-        let head = reader
-            .fill_buf()
+    if a.key_by_client {
+        (&mut reader)
+            .take(1 << 16)
+            .read_to_end(&mut head)
             .map_err(|e| weir::io::Error::io(&input, e))?;
-        let format = weir::io::parse::detect_format(head).ok_or_else(|| {
+    }
+    let key_by = if a.key_by_client {
+        let format = weir::io::parse::detect_format(&head).ok_or_else(|| {
             weir::Error::Usage(format!(
                 "{}: --key-by-client cannot tell the log format from the first lines (combined, \
                  common or simple)",
@@ -851,6 +857,7 @@ fn run_produce(a: ProduceArgs) -> Result<(), weir::Error> {
     } else {
         None
     };
+    let reader = std::io::Cursor::new(head).chain(reader);
     let n = load_lines(reader, &a.to, a.partitions.max(1), key_by, &|e| {
         weir::io::Error::io(&input, e)
     })

@@ -87,6 +87,9 @@ pub struct ScaleOutConfig {
     pub job: JobOptions,
     /// Test hook: a pause after every read, so that a run lasts.
     pub read_delay: Duration,
+    /// Test hook: each commit waits this long with its records flushed, and is announced on
+    /// stderr (see `weir run --test-commit-delay`).
+    pub commit_delay: Duration,
     /// Requested to leave the group: the open transaction is aborted, the others take over.
     pub suspend: Option<Stop>,
 }
@@ -110,6 +113,7 @@ impl ScaleOutConfig {
             parse: ParseConfig::default(),
             job: JobOptions::default(),
             read_delay: Duration::ZERO,
+            commit_delay: Duration::ZERO,
             suspend: None,
         }
     }

@@ -127,7 +127,7 @@ pub(super) fn run(
                 "group": cfg.group,
                 "transactional_id": m.transactional_id,
             }),
-            commit_delay: std::time::Duration::ZERO,
+            commit_delay: cfg.commit_delay,
         },
         records.clone(),
     );

@@ -54,6 +54,18 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Bytes a reader takes at a time: small reads when throttled, so that a slowed run still
+    /// moves in small steps.
+    fn read_bytes(&self) -> usize {
+        if self.read_delay.is_zero() {
+            READ_BYTES
+        } else {
+            1 << 14
+        }
+    }
+}
+
+impl Shared {
     fn check(&self) -> weir_io::Result<()> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(weir_io::Error::Stopped(
@@ -276,7 +288,7 @@ impl Split for ShuffledSplit<'_> {
             self.records.clear();
             self.at = 0;
             self.reader
-                .read_records(&mut self.records, READ_BYTES, READ_WAIT)?;
+                .read_records(&mut self.records, self.shared.read_bytes(), READ_WAIT)?;
             self.shared.pace();
             if self.records.is_empty() {
                 return Ok(Step::Idle);
@@ -394,7 +406,7 @@ impl Split for KeyedSplit<'_> {
             return Ok(Step::End);
         }
         self.buf.clear();
-        let run = self.reader.read(&mut self.buf, READ_BYTES, READ_WAIT)?;
+        let run = self.reader.read(&mut self.buf, self.shared.read_bytes(), READ_WAIT)?;
         self.shared.pace();
         if run.lines == 0 {
             return Ok(Step::Idle);
@@ -517,7 +529,7 @@ impl ShuffleWriter<'_> {
                 return Ok((partition, self.parser.take_stats()));
             }
             buf.clear();
-            let run = self.reader.read(&mut buf, READ_BYTES, READ_WAIT)?;
+            let run = self.reader.read(&mut buf, self.shared.read_bytes(), READ_WAIT)?;
             self.shared.pace();
             if run.lines == 0 {
                 continue;

@@ -178,6 +178,15 @@ impl Pipeline {
     /// `lines` generated lines (500 clients at 500 lines/s, so 30,000 lines span a minute of
     /// event time) from `seed`, produced into `partitions` partitions of a new topic.
     pub fn new(name: &str, lines: &str, seed: &str, partitions: &str) -> Self {
+        Self::produced(name, lines, seed, partitions, false)
+    }
+
+    /// As [`Pipeline::new`], with the input keyed by client (`weir produce --key-by-client`).
+    pub fn new_keyed(name: &str, lines: &str, seed: &str, partitions: &str) -> Self {
+        Self::produced(name, lines, seed, partitions, true)
+    }
+
+    fn produced(name: &str, lines: &str, seed: &str, partitions: &str, keyed: bool) -> Self {
         let tmp = tempdir();
         let log = tmp.path().join("access.log");
         run_ok(&[
@@ -199,14 +208,18 @@ impl Pipeline {
         );
         let group = unique(&format!("{name}-job"));
         let (ua, ub) = (url(&a), url(&b));
-        run_ok(&[
+        let mut produce = vec![
             "produce",
             log.to_str().unwrap(),
             "--to",
             &ua,
             "--partitions",
             partitions,
-        ]);
+        ];
+        if keyed {
+            produce.push("--key-by-client");
+        }
+        run_ok(&produce);
         let dir = tmp.path().join("ck").to_str().unwrap().to_owned();
         Self {
             tmp,

@@ -1,0 +1,159 @@
+//! One job over several `weir run --scale-out` processes on the real broker (issue 12): the
+//! group shares the input's partitions out, rows reach the member that owns their key group
+//! through the job's shuffle topic, and the job's state lives in Kafka. Members are killed
+//! with SIGKILL, their folders deleted, new ones join; a plain `read_committed` consumer then
+//! reads exactly the reference counts of the log (an independent count of its lines), nothing
+//! doubled.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::kafka::*;
+use rdkafka::consumer::Consumer;
+use common::*;
+
+/// A member's arguments: one of the job `p.group`, with its own folder `dir`, slowed so that
+/// it lives through several commits, which it announces.
+fn member_args<'a>(p: &'a Pipeline, dir: &'a str, keyed: bool) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--scale-out",
+        "--from",
+        &p.ua,
+        "--to",
+        &p.ub,
+        "--group",
+        &p.group,
+        "--checkpoint-dir",
+        dir,
+        "--checkpoint-interval",
+        "200ms",
+        "--stop-at-end",
+        "-p",
+        "2",
+        "--test-read-delay",
+        "40ms",
+        "--test-commit-delay",
+        "5ms",
+    ];
+    if keyed {
+        args.push("--keyed-input");
+    }
+    args
+}
+
+/// Whether a member's stderr line announces a commit whose transaction holds records.
+fn commit_with_records(line: &str) -> bool {
+    line.contains("commit window") && !line.contains("(0 records")
+}
+
+/// The committed output against the reference count of the log.
+fn check(p: &Pipeline, ctx: &str) {
+    let (got, doubled) = read_output(&p.b);
+    assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
+    let (expected, _) = reference(&std::fs::read(&p.log).unwrap(), 5_000, 0);
+    assert_counts_eq(&got, &expected, ctx);
+}
+
+/// Waits for every member to exit 0; returns their stderr.
+fn all_finish(members: Vec<Watched>) -> Vec<String> {
+    members
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (status, err, _) = m.finish(COMMAND_LIMIT);
+            assert!(status.success(), "member {i} failed: {err}");
+            assert!(
+                err.contains("the whole job has committed its end"),
+                "member {i}: {err}"
+            );
+            err
+        })
+        .collect()
+}
+
+#[test]
+fn three_members_one_killed_with_its_folder_a_fourth_joining_commit_exactly_the_reference() {
+    // Unkeyed input: lines go to the 6 partitions in runs of 1,000, so every client's lines are
+    // spread over all of them and the shuffle is needed.
+    let p = Pipeline::new("scaleout", "90000", "31", "6");
+    let dirs: Vec<String> = (0..4)
+        .map(|i| p.tmp.path().join(format!("member{i}")).display().to_string())
+        .collect();
+    let mut members: Vec<Watched> = (0..3)
+        .map(|i| Watched::spawn(&member_args(&p, &dirs[i], false)))
+        .collect();
+    // Member 1 is killed once it has committed records of its own, with all three in the group.
+    let mut assigned = 0;
+    members[1].until_err("its assignment", COMMAND_LIMIT, |l| {
+        assigned += usize::from(l.contains("assigned input partitions"));
+        l.contains("assigned input partitions [") && !l.contains("partitions [],")
+    });
+    let mut commits = 0;
+    members[1].until_err("three commits with records", COMMAND_LIMIT, |l| {
+        commits += usize::from(commit_with_records(l));
+        commits == 3
+    });
+    let victim = members.remove(1);
+    let killed = Instant::now();
+    let err = victim.kill();
+    std::fs::remove_dir_all(&dirs[1]).unwrap();
+    // The survivors are assigned its partitions and commit records again.
+    for m in &mut members {
+        m.until_err("a new assignment", COMMAND_LIMIT, |l| {
+            l.contains("assigned input partitions")
+        });
+    }
+    members[0].until_err("a commit after the kill", COMMAND_LIMIT, commit_with_records);
+    eprintln!(
+        "output moving again {:.1} s after the SIGKILL (the killed member said: {})",
+        killed.elapsed().as_secs_f64(),
+        err.lines().take(3).collect::<Vec<_>>().join(" / ")
+    );
+    // A fourth member joins while the job runs.
+    members.push(Watched::spawn(&member_args(&p, &dirs[3], false)));
+    let errs = all_finish(members);
+    assert!(
+        errs[2].contains("assigned input partitions"),
+        "the fourth member never got a share: {}",
+        errs[2]
+    );
+    check(&p, "3 members, one killed with its folder, a fourth joining");
+}
+
+#[test]
+fn keyed_input_needs_no_shuffle_and_a_member_back_with_a_stale_folder_discards_it() {
+    let p = Pipeline::new_keyed("scaleout-keyed", "60000", "32", "4");
+    let dirs: Vec<String> = (0..2)
+        .map(|i| p.tmp.path().join(format!("member{i}")).display().to_string())
+        .collect();
+    let mut a = Watched::spawn(&member_args(&p, &dirs[0], true));
+    let b = Watched::spawn(&member_args(&p, &dirs[1], true));
+    let mut commits = 0;
+    a.until_err("three commits with records", COMMAND_LIMIT, |l| {
+        commits += usize::from(commit_with_records(l));
+        commits == 3
+    });
+    let err = a.kill();
+    assert!(err.contains("keyed input (no shuffle)"), "{err}");
+    // Back with the folder it had: its checkpoints are stale (the job moved on without it).
+    let a = Watched::spawn(&member_args(&p, &dirs[0], true));
+    let errs = all_finish(vec![a, b]);
+    assert!(
+        errs[0].contains("discarding the checkpoints in"),
+        "the member back with its folder: {}",
+        errs[0]
+    );
+    check(&p, "keyed input, a member killed and back with a stale folder");
+    // No shuffle topic was made.
+    let c = consumer(&unique("meta"));
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let shuffle = format!("{}-shuffle", p.group);
+    assert!(
+        md.topics().iter().all(|t| t.name() != shuffle),
+        "a keyed job made {shuffle}"
+    );
+}
