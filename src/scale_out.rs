@@ -140,6 +140,10 @@ pub struct ScaleOutSummary {
     pub elapsed: Duration,
 }
 
+/// Generations that may fail in a row (without a rebalance in between) before the member
+/// gives up with the last one's error.
+const MAX_FAILURES: u32 = 3;
+
 /// What every generation of a member shares.
 pub(crate) struct Member<'a> {
     cfg: &'a ScaleOutConfig,
@@ -347,6 +351,7 @@ fn membership(
         let mut assignment: Option<Assignment> = None;
         let mut running: Option<(std::thread::ScopedJoinHandle<'_, _>, Arc<AtomicBool>)> = None;
         let mut finished = false;
+        let mut failures = 0;
         let mut last_check = Instant::now();
         let mut store = Some(store);
         loop {
@@ -357,12 +362,13 @@ fn membership(
                     Rebalanced::Revoked => {
                         if let Some((h, stop)) = running.take() {
                             stop.store(true, Ordering::Relaxed);
-                            let (back, r): (_, Result<generation::Ran>) =
-                                h.join().expect("a generation panicked");
+                            let (back, _) = h.join().expect("a generation panicked");
                             store = Some(back);
-                            if let Err(e) = r {
-                                say(&format!("partitions revoked; the generation stopped: {e}"));
-                            }
+                            say(&format!(
+                                "partitions revoked: generation {} stopped, its open transaction \
+                                 is aborted",
+                                summary.generations
+                            ));
                         }
                         assignment = None;
                         finished = false;
@@ -377,6 +383,7 @@ fn membership(
                         ));
                         assignment = Some(a);
                         finished = false;
+                        failures = 0;
                     }
                 }
             }
@@ -394,7 +401,25 @@ fn membership(
                     let (h, _) = running.take().expect("running");
                     let (back, r) = h.join().expect("a generation panicked");
                     store = Some(back);
-                    let ran = r?;
+                    let ran: generation::Ran = match r {
+                        Ok(ran) => ran,
+                        // The group moved on (this member was silent past its session timeout:
+                        // a zombie, fenced by the group's generation), the broker aborted a
+                        // transaction left open too long, or a broker failed: start again from
+                        // what is committed, a few times, before giving up.
+                        Err(e) if failures < MAX_FAILURES => {
+                            failures += 1;
+                            say(&format!(
+                                "generation {} failed ({e}); starting again from what the group \
+                                 committed ({failures} of {MAX_FAILURES} tries)",
+                                summary.generations
+                            ));
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    failures = 0;
                     summary.parse.merge(&ran.parse);
                     summary.rows += ran.rows;
                     summary.records += ran.records;
@@ -465,9 +490,8 @@ fn job_done(m: &Member<'_>, consumer: &MemberConsumer) -> Result<bool> {
 fn assignment_of(m: &Member<'_>, list: &[(String, i32)]) -> Assignment {
     let mut a = Assignment::default();
     for (topic, p) in list {
-        if m.cfg.keyed {
-            a.downstream.push(*p);
-        } else if *topic == m.down_topic {
+        // A keyed job's input is its downstream topic.
+        if *topic == m.down_topic {
             a.downstream.push(*p);
         } else {
             a.upstream.push(*p);

@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
-use rdkafka::consumer::Consumer;
 use common::*;
+use rdkafka::consumer::Consumer;
 
 /// A member's arguments: one of the job `p.group`, with its own folder `dir`, slowed so that
 /// it lives through several commits, which it announces.
@@ -77,9 +77,15 @@ fn all_finish(members: Vec<Watched>) -> Vec<String> {
 fn three_members_one_killed_with_its_folder_a_fourth_joining_commit_exactly_the_reference() {
     // Unkeyed input: lines go to the 6 partitions in runs of 1,000, so every client's lines are
     // spread over all of them and the shuffle is needed.
-    let p = Pipeline::new("scaleout", "90000", "31", "6");
+    let p = Pipeline::new("scaleout", "150000", "31", "6");
     let dirs: Vec<String> = (0..4)
-        .map(|i| p.tmp.path().join(format!("member{i}")).display().to_string())
+        .map(|i| {
+            p.tmp
+                .path()
+                .join(format!("member{i}"))
+                .display()
+                .to_string()
+        })
         .collect();
     let mut members: Vec<Watched> = (0..3)
         .map(|i| Watched::spawn(&member_args(&p, &dirs[i], false)))
@@ -96,6 +102,9 @@ fn three_members_one_killed_with_its_folder_a_fourth_joining_commit_exactly_the_
         commits == 3
     });
     let victim = members.remove(1);
+    for m in &mut members {
+        m.drain();
+    }
     let killed = Instant::now();
     let err = victim.kill();
     std::fs::remove_dir_all(&dirs[1]).unwrap();
@@ -105,28 +114,43 @@ fn three_members_one_killed_with_its_folder_a_fourth_joining_commit_exactly_the_
             l.contains("assigned input partitions")
         });
     }
-    members[0].until_err("a commit after the kill", COMMAND_LIMIT, commit_with_records);
-    eprintln!(
-        "output moving again {:.1} s after the SIGKILL (the killed member said: {})",
-        killed.elapsed().as_secs_f64(),
-        err.lines().take(3).collect::<Vec<_>>().join(" / ")
+    let reassigned = killed.elapsed();
+    members[0].until_err(
+        "a commit after the kill",
+        COMMAND_LIMIT,
+        commit_with_records,
     );
+    eprintln!(
+        "after the SIGKILL: partitions reassigned in {:.1} s, output moving again in {:.1} s",
+        reassigned.as_secs_f64(),
+        killed.elapsed().as_secs_f64(),
+    );
+    assert!(err.contains("commit window"), "{err}");
     // A fourth member joins while the job runs.
     members.push(Watched::spawn(&member_args(&p, &dirs[3], false)));
     let errs = all_finish(members);
     assert!(
-        errs[2].contains("assigned input partitions"),
-        "the fourth member never got a share: {}",
+        errs[2].lines().any(commit_with_records),
+        "the fourth member never committed records of its own: {}",
         errs[2]
     );
-    check(&p, "3 members, one killed with its folder, a fourth joining");
+    check(
+        &p,
+        "3 members, one killed with its folder, a fourth joining",
+    );
 }
 
 #[test]
 fn keyed_input_needs_no_shuffle_and_a_member_back_with_a_stale_folder_discards_it() {
     let p = Pipeline::new_keyed("scaleout-keyed", "60000", "32", "4");
     let dirs: Vec<String> = (0..2)
-        .map(|i| p.tmp.path().join(format!("member{i}")).display().to_string())
+        .map(|i| {
+            p.tmp
+                .path()
+                .join(format!("member{i}"))
+                .display()
+                .to_string()
+        })
         .collect();
     let mut a = Watched::spawn(&member_args(&p, &dirs[0], true));
     let b = Watched::spawn(&member_args(&p, &dirs[1], true));
@@ -145,7 +169,10 @@ fn keyed_input_needs_no_shuffle_and_a_member_back_with_a_stale_folder_discards_i
         "the member back with its folder: {}",
         errs[0]
     );
-    check(&p, "keyed input, a member killed and back with a stale folder");
+    check(
+        &p,
+        "keyed input, a member killed and back with a stale folder",
+    );
     // No shuffle topic was made.
     let c = consumer(&unique("meta"));
     let md = c
@@ -156,4 +183,56 @@ fn keyed_input_needs_no_shuffle_and_a_member_back_with_a_stale_folder_discards_i
         md.topics().iter().all(|t| t.name() != shuffle),
         "a keyed job made {shuffle}"
     );
+}
+
+#[test]
+fn a_member_frozen_past_its_session_is_fenced_by_the_group_and_rejoins_without_doubling() {
+    let p = Pipeline::new("scaleout-zombie", "90000", "33", "4");
+    let dirs: Vec<String> = (0..2)
+        .map(|i| {
+            p.tmp
+                .path()
+                .join(format!("member{i}"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut a = Watched::spawn(&member_args(&p, &dirs[0], false));
+    let mut b = Watched::spawn(&member_args(&p, &dirs[1], false));
+    // Both hold a share, and A commits with records under it: A is then frozen (SIGSTOP) in the
+    // middle of an epoch, its transaction open.
+    b.until_err("its share", COMMAND_LIMIT, |l| {
+        l.contains("assigned input partitions [") && !l.contains("partitions [],")
+    });
+    let mut commits = 0;
+    a.until_err("two commits with records", COMMAND_LIMIT, |l| {
+        commits += usize::from(commit_with_records(l));
+        commits == 2
+    });
+    a.signal("-STOP");
+    b.drain();
+    // The group moves on without A: B takes everything and, once the broker has aborted A's
+    // open transaction, commits again.
+    b.until_err("the whole input", COMMAND_LIMIT, |l| {
+        l.contains("assigned input partitions [0, 1, 2, 3]")
+    });
+    b.until_err("a commit without A", COMMAND_LIMIT, commit_with_records);
+    a.drain();
+    a.signal("-CONT");
+    // A, a zombie of an older generation, cannot commit what it held; it rejoins.
+    a.until_err("its fencing", COMMAND_LIMIT, |l| {
+        l.contains("partitions revoked") || l.contains("failed")
+    });
+    let errs = all_finish(vec![a, b]);
+    let said: Vec<&str> = errs[0]
+        .lines()
+        .filter(|l| !l.contains("commit window") && !l.contains("committed epoch"))
+        .collect();
+    eprintln!("A said:\n{}", said.join("\n"));
+    assert!(
+        errs[0].contains("assigned input partitions"),
+        "A never rejoined: {}",
+        errs[0]
+    );
+    check(&p, "a member frozen past its session");
 }

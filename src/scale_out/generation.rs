@@ -106,7 +106,7 @@ pub(super) fn run(
     let records = Arc::new(AtomicU64::new(0));
     let ends = m.ends.clone();
     let (down_topic, from_topic) = (m.down_topic.clone(), cfg.from.topic.clone());
-    let offsets = move |positions: &serde_json::Value, _finished: bool| {
+    let offsets = move |positions: &serde_json::Value| {
         commit_offsets(positions, &from_topic, &down_topic, ends.as_ref())
     };
     let (sink, mut committer) = transactional(

@@ -406,7 +406,9 @@ impl Split for KeyedSplit<'_> {
             return Ok(Step::End);
         }
         self.buf.clear();
-        let run = self.reader.read(&mut self.buf, self.shared.read_bytes(), READ_WAIT)?;
+        let run = self
+            .reader
+            .read(&mut self.buf, self.shared.read_bytes(), READ_WAIT)?;
         self.shared.pace();
         if run.lines == 0 {
             return Ok(Step::Idle);
@@ -529,7 +531,9 @@ impl ShuffleWriter<'_> {
                 return Ok((partition, self.parser.take_stats()));
             }
             buf.clear();
-            let run = self.reader.read(&mut buf, self.shared.read_bytes(), READ_WAIT)?;
+            let run = self
+                .reader
+                .read(&mut buf, self.shared.read_bytes(), READ_WAIT)?;
             self.shared.pace();
             if run.lines == 0 {
                 continue;

@@ -416,6 +416,12 @@ impl Watched {
         }
     }
 
+    /// Forgets what the run has said so far: the next [`Watched::until_err`] sees only what it
+    /// says from now on.
+    pub fn drain(&mut self) {
+        let _ = self.err.until(Instant::now(), |_| false);
+    }
+
     /// Sends `sig` (`-INT`, `-STOP`, …) to the run.
     pub fn signal(&self, sig: &str) {
         signal(self.child.id(), sig);

@@ -86,14 +86,17 @@ pub enum OffsetsOf {
     /// positions, committed with the member's group metadata (KIP-447), so that a member of an
     /// older generation of the group is fenced.
     Member {
-        /// The offsets of an epoch's positions; `finished` for the last epoch of the input.
-        offsets: Box<dyn FnMut(&serde_json::Value, bool) -> Vec<CommittedOffset> + Send>,
+        /// The offsets of an epoch's positions.
+        offsets: MemberOffsets,
         /// The group membership the transactions commit under.
         group: Arc<ConsumerGroupMetadata>,
         /// The epoch whose transaction is open, for the member's other senders.
         open: Arc<OpenTransaction>,
     },
 }
+
+/// How a scale-out member turns an epoch's positions into the offsets it commits.
+pub type MemberOffsets = Box<dyn FnMut(&serde_json::Value) -> Vec<CommittedOffset> + Send>;
 
 /// The epoch whose transaction is open: a thread that sends records into the transactions of
 /// a member of a scale-out job (its shuffle) waits here after each barrier until the next
@@ -231,7 +234,7 @@ impl TwoPhaseSink for KafkaCommitter {
                     .collect()
             }
             OffsetsOf::Progress(None) => Vec::new(),
-            OffsetsOf::Member { offsets, .. } => offsets(positions, finished),
+            OffsetsOf::Member { offsets, .. } => offsets(positions),
         };
         let stopped = || Error::Stopped("the job or its sink failed");
         self.commits
