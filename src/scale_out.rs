@@ -34,7 +34,7 @@ pub mod state;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -154,6 +154,9 @@ pub(crate) struct Member<'a> {
     down_topic: String,
     shuffle_partitions: usize,
     ends: Option<JobEnds>,
+    /// The member's name, kept in its folder: its static group membership, its transactional
+    /// id, and what marks the partitions it committed as restorable from its folder.
+    member_id: String,
     transactional_id: String,
 }
 
@@ -165,8 +168,49 @@ enum Rebalanced {
 
 /// The member's consumer context: passes rebalances on, and pauses what it is assigned (the
 /// member's readers fetch; this consumer only holds the membership).
+///
+/// When partitions are revoked it stops the running generation and waits for its end (its
+/// last commit done or failed, its transaction no longer open) before the consumer rejoins:
+/// the group's next generation, and whoever is given these partitions in it, never overlaps
+/// this one (Kafka Streams does the same in its revocation callback). A member frozen past its
+/// session cannot wait like this; its commits are refused by the group (KIP-447).
 pub(crate) struct MemberContext {
     events: Sender<Rebalanced>,
+    /// The stop flag of the generation running, if one is.
+    running: Mutex<Option<Arc<AtomicBool>>>,
+    ended: Condvar,
+}
+
+/// How long a revocation waits for the running generation to stop.
+const STOP_WAIT: Duration = Duration::from_secs(120);
+
+impl MemberContext {
+    /// A generation with stop flag `stop` is running.
+    fn started(&self, stop: Arc<AtomicBool>) {
+        *self.running.lock().expect("not poisoned") = Some(stop);
+    }
+
+    /// The running generation has ended.
+    fn ended(&self) {
+        *self.running.lock().expect("not poisoned") = None;
+        self.ended.notify_all();
+    }
+
+    /// Stops the running generation, if any, and waits for its end.
+    fn stop_running(&self) {
+        let mut running = self.running.lock().expect("not poisoned");
+        if let Some(stop) = running.as_ref() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + STOP_WAIT;
+        while running.is_some() && Instant::now() < deadline {
+            running = self
+                .ended
+                .wait_timeout(running, Duration::from_millis(100))
+                .expect("not poisoned")
+                .0;
+        }
+    }
 }
 
 impl ClientContext for MemberContext {}
@@ -174,6 +218,7 @@ impl ClientContext for MemberContext {}
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if matches!(rebalance, Rebalance::Revoke(_)) {
+            self.stop_running();
             let _ = self.events.send(Rebalanced::Revoked);
         }
     }
@@ -236,14 +281,7 @@ pub fn run(cfg: &ScaleOutConfig, say: &(dyn Fn(&str) + Sync)) -> Result<ScaleOut
     };
 
     let mut store = CheckpointStore::open(&cfg.checkpoint_dir)?;
-    if let Some(&e) = store.epochs()?.last() {
-        say(&format!(
-            "discarding the checkpoints in {} (the newest is {e}): a scale-out job's state is \
-             in Kafka, and this member resumes from there",
-            cfg.checkpoint_dir.display()
-        ));
-        store.continue_after(0)?;
-    }
+    let member_id = member_id(&cfg.checkpoint_dir)?;
 
     let format = match cfg.parse.format {
         Some(f) => f,
@@ -252,7 +290,7 @@ pub fn run(cfg: &ScaleOutConfig, say: &(dyn Fn(&str) + Sync)) -> Result<ScaleOut
     let opts = parse_options(&cfg.parse, format, &cfg.job.keys)?;
 
     let (events_tx, events) = crossbeam_channel::unbounded();
-    let consumer = member_consumer(cfg, events_tx)?;
+    let consumer = member_consumer(cfg, &member_id, events_tx)?;
     let ends = if cfg.stop_at_end {
         Some(
             match state::ends(&consumer, &cfg.from.brokers, &cfg.group)? {
@@ -302,7 +340,8 @@ pub fn run(cfg: &ScaleOutConfig, say: &(dyn Fn(&str) + Sync)) -> Result<ScaleOut
         down_topic,
         shuffle_partitions,
         ends,
-        transactional_id: format!("{}-member-{}", cfg.group, instance_id()),
+        transactional_id: format!("{}-member-{member_id}", cfg.group),
+        member_id,
     };
     let mut topics = vec![cfg.from.topic.as_str()];
     if !cfg.keyed {
@@ -360,8 +399,8 @@ fn membership(
             while let Ok(ev) = events.try_recv() {
                 match ev {
                     Rebalanced::Revoked => {
-                        if let Some((h, stop)) = running.take() {
-                            stop.store(true, Ordering::Relaxed);
+                        // The callback has stopped it already.
+                        if let Some((h, _)) = running.take() {
                             let (back, _) = h.join().expect("a generation panicked");
                             store = Some(back);
                             say(&format!(
@@ -388,8 +427,8 @@ fn membership(
                 }
             }
             if cfg.suspend.as_ref().is_some_and(Stop::is_requested) {
-                if let Some((h, stop)) = running.take() {
-                    stop.store(true, Ordering::Relaxed);
+                if let Some((h, _)) = running.take() {
+                    consumer.context().stop_running();
                     let _ = h.join();
                 }
                 summary.left = true;
@@ -445,9 +484,12 @@ fn membership(
                     let st = store.take().expect("the store is back");
                     let stop2 = Arc::clone(&stop);
                     summary.generations += 1;
+                    consumer.context().started(Arc::clone(&stop));
                     running = Some((
                         s.spawn(move || {
-                            let r = generation::run(m, consumer, Arc::new(group), &a, st, stop2);
+                            let group = Arc::new(group);
+                            let r = generation::run(m, consumer, group, &a, st, stop2, say);
+                            consumer.context().ended();
                             (st, r)
                         }),
                         stop,
@@ -503,9 +545,16 @@ fn assignment_of(m: &Member<'_>, list: &[(String, i32)]) -> Assignment {
 }
 
 /// The consumer that joins the group.
-fn member_consumer(cfg: &ScaleOutConfig, events: Sender<Rebalanced>) -> Result<MemberConsumer> {
+fn member_consumer(
+    cfg: &ScaleOutConfig,
+    member_id: &str,
+    events: Sender<Rebalanced>,
+) -> Result<MemberConsumer> {
     let mut c: ClientConfig = weir_io::kafka::client_config(&cfg.from.brokers);
+    // Static membership (KIP-345): a member that restarts within its session keeps its
+    // partitions (and its local checkpoints stay of use); its old instance is fenced.
     c.set("group.id", &cfg.group)
+        .set("group.instance.id", format!("{}-{member_id}", cfg.group))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
@@ -518,15 +567,40 @@ fn member_consumer(cfg: &ScaleOutConfig, events: Sender<Rebalanced>) -> Result<M
             (cfg.session_timeout.as_millis() / 4).max(100).to_string(),
         )
         .set("partition.assignment.strategy", "range");
-    c.create_with_context(MemberContext { events })
-        .map_err(|e| KafkaIoError::call(&cfg.from.brokers, "cannot create a consumer", e).into())
+    c.create_with_context(MemberContext {
+        events,
+        running: Mutex::new(None),
+        ended: Condvar::new(),
+    })
+    .map_err(|e| KafkaIoError::call(&cfg.from.brokers, "cannot create a consumer", e).into())
 }
 
-/// A name for this process among the group's members: host, process id and start time.
-fn instance_id() -> String {
+/// The member's name: read from `DIR/MEMBER`, or made (from the process id and the time) and
+/// written there, durably, at its first start.
+fn member_id(dir: &std::path::Path) -> Result<String> {
+    let path = dir.join("MEMBER");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(weir_io::Error::io(&path, e).into()),
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let h = xxhash_rust::xxh3::xxh3_64(format!("{}-{nanos}", std::process::id()).as_bytes());
-    format!("{:08x}", h as u32)
+    let id = format!("{:08x}", h as u32);
+    let io = |e| weir_io::Error::io(&path, e);
+    let tmp = dir.join("MEMBER.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(id.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(id)
 }

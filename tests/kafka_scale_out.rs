@@ -48,9 +48,29 @@ fn commit_with_records(line: &str) -> bool {
     line.contains("commit window") && !line.contains("(0 records")
 }
 
+/// What a member said, its commits left out.
+fn said(err: &str) -> String {
+    err.lines()
+        .filter(|l| !l.contains("commit window") && !l.contains("committed epoch"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The committed output against the reference count of the log.
 fn check(p: &Pipeline, ctx: &str) {
     let (got, doubled) = read_output(&p.b);
+    if let Some((w, client)) = doubled.first() {
+        // Every copy of the first doubled row, where it is: which transactions wrote it.
+        for q in 0..partitions(&p.b) {
+            read_partition(&p.b, q, true, &mut |m| {
+                use rdkafka::message::Message;
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                if v["window_start"].as_i64() == Some(*w) && v["client"].as_str() == Some(client) {
+                    eprintln!("partition {q} offset {}: {v}", m.offset());
+                }
+            });
+        }
+    }
     assert!(doubled.is_empty(), "{ctx}: doubled rows: {doubled:?}");
     let (expected, _) = reference(&std::fs::read(&p.log).unwrap(), 5_000, 0);
     assert_counts_eq(&got, &expected, ctx);
@@ -141,8 +161,8 @@ fn three_members_one_killed_with_its_folder_a_fourth_joining_commit_exactly_the_
 }
 
 #[test]
-fn keyed_input_needs_no_shuffle_and_a_member_back_with_a_stale_folder_discards_it() {
-    let p = Pipeline::new_keyed("scaleout-keyed", "60000", "32", "4");
+fn keyed_input_needs_no_shuffle_and_a_member_restores_from_its_folder_unless_it_is_stale() {
+    let p = Pipeline::new_keyed("scaleout-keyed", "90000", "32", "4");
     let dirs: Vec<String> = (0..2)
         .map(|i| {
             p.tmp
@@ -153,25 +173,47 @@ fn keyed_input_needs_no_shuffle_and_a_member_back_with_a_stale_folder_discards_i
         })
         .collect();
     let mut a = Watched::spawn(&member_args(&p, &dirs[0], true));
-    let b = Watched::spawn(&member_args(&p, &dirs[1], true));
-    let mut commits = 0;
-    a.until_err("three commits with records", COMMAND_LIMIT, |l| {
-        commits += usize::from(commit_with_records(l));
-        commits == 3
+    let mut b = Watched::spawn(&member_args(&p, &dirs[1], true));
+    let three_commits = |m: &mut Watched| {
+        let mut commits = 0;
+        m.until_err("three commits with records", COMMAND_LIMIT, |l| {
+            commits += usize::from(commit_with_records(l));
+            commits == 3
+        });
+    };
+    b.until_err("its share", COMMAND_LIMIT, |l| {
+        l.contains("keyed partitions [") && !l.contains("keyed partitions []")
     });
+    three_commits(&mut a);
     let err = a.kill();
+    eprintln!("A:\n{}", said(&err));
     assert!(err.contains("keyed input (no shuffle)"), "{err}");
-    // Back with the folder it had: its checkpoints are stale (the job moved on without it).
+    // Back at once (within its session: a static member keeps its partitions), it restores
+    // them from its folder: the group's last commit of them was its own.
+    let mut a = Watched::spawn(&member_args(&p, &dirs[0], true));
+    a.until_err("its restore from its folder", COMMAND_LIMIT, |l| {
+        l.contains("restoring partitions")
+    });
+    three_commits(&mut a);
+    let second = a.kill();
+    eprintln!("A, restarted:\n{}", said(&second));
+    // Away for longer: B takes its partitions over and commits them; A's folder is stale.
+    b.drain();
+    b.until_err("the whole input", COMMAND_LIMIT, |l| {
+        l.contains("keyed partitions [0, 1, 2, 3]")
+    });
+    b.until_err("a commit without A", COMMAND_LIMIT, commit_with_records);
     let a = Watched::spawn(&member_args(&p, &dirs[0], true));
     let errs = all_finish(vec![a, b]);
+    eprintln!("A, back:\n{}\nB:\n{}", said(&errs[0]), said(&errs[1]));
     assert!(
         errs[0].contains("discarding the checkpoints in"),
-        "the member back with its folder: {}",
+        "the member back with a stale folder: {}",
         errs[0]
     );
     check(
         &p,
-        "keyed input, a member killed and back with a stale folder",
+        "keyed input, a member killed twice, back with its folder",
     );
     // No shuffle topic was made.
     let c = consumer(&unique("meta"));

@@ -29,7 +29,7 @@ use weir_io::parse::{LineParser, ParseStats};
 use weir_io::split::{Driver, Split};
 
 use super::splits::{
-    restart_point, KeyedSplit, OpenRuns, Placeholder, Position, Report, Resume, Shared,
+    fired_of, restart_point, KeyedSplit, OpenRuns, Placeholder, Position, Report, Resume, Shared,
     ShuffleWriter, ShuffledSplit,
 };
 use super::state::{self, Downstream, JobEnds, Upstream};
@@ -71,6 +71,7 @@ pub(super) fn run(
     asg: &Assignment,
     store: &mut CheckpointStore,
     stop: Arc<AtomicBool>,
+    say: &(dyn Fn(&str) + Sync),
 ) -> Result<Ran> {
     let cfg = m.cfg;
     let brokers = &cfg.from.brokers;
@@ -97,6 +98,18 @@ pub(super) fn run(
     producer.begin()?;
     let sender = producer.sender();
 
+    let cached = cached(m, store, asg, &down_state)?;
+    if cached.is_none() {
+        if let Some(&newest) = store.epochs()?.last() {
+            say(&format!(
+                "discarding the checkpoints in {} (the newest is {newest}): the group has \
+                 committed this member's partitions elsewhere since, or others; resuming from \
+                 Kafka",
+                cfg.checkpoint_dir.display()
+            ));
+            store.continue_after(0)?;
+        }
+    }
     let last = store.epochs()?.last().copied().unwrap_or(0);
     store.continue_after(last)?;
     let inputs = asg.downstream.len().max(1);
@@ -106,8 +119,10 @@ pub(super) fn run(
     let records = Arc::new(AtomicU64::new(0));
     let ends = m.ends.clone();
     let (down_topic, from_topic) = (m.down_topic.clone(), cfg.from.topic.clone());
-    let offsets = move |positions: &serde_json::Value| {
-        commit_offsets(positions, &from_topic, &down_topic, ends.as_ref())
+    let member_id = m.member_id.clone();
+    let offsets = move |positions: &serde_json::Value, manifest: &str| {
+        let cache = format!("{member_id}/{manifest}");
+        commit_offsets(positions, &from_topic, &down_topic, ends.as_ref(), &cache)
     };
     let (sink, mut committer) = transactional(
         producer,
@@ -131,7 +146,27 @@ pub(super) fn run(
         },
         records.clone(),
     );
-    let mut job = spec.start_with_sink(schema.clone(), Box::new(sink))?;
+    let (mut job, starts) = match cached {
+        Some((restored, at)) => {
+            say(&format!(
+                "restoring partitions {:?} from {} (the epoch the group committed for them)",
+                asg.downstream,
+                restored.path().display()
+            ));
+            let job = spec.start_restored(schema.clone(), Box::new(sink), &restored.states())?;
+            let starts: Vec<Start> = at
+                .positions
+                .into_iter()
+                .filter(|p| !p.partition().0)
+                .map(|p| Start::Cached(p, at.fired))
+                .collect();
+            (job, starts)
+        }
+        None => {
+            let job = spec.start_with_sink(schema.clone(), Box::new(sink))?;
+            (job, down_state.into_iter().map(Start::Kafka).collect())
+        }
+    };
     let snapshots = job.take_snapshots().expect("built with checkpoints");
     let job_inputs = job.take_inputs();
 
@@ -182,11 +217,11 @@ pub(super) fn run(
             }));
         }
         let mut job_inputs = job_inputs.into_iter();
-        for (&q, st) in asg.downstream.iter().zip(&down_state) {
+        for (&q, start) in asg.downstream.iter().zip(starts) {
             let input = job_inputs.next().expect("one input per partition");
             let (shared, tx) = (&shared, reports_tx.clone());
             handles.push(s.spawn(move || {
-                let r = read_downstream(m, q, st.as_ref(), input, shared, &tx, last);
+                let r = read_downstream(m, q, start, input, shared, &tx, last);
                 failed_if_err(shared, &tx, r)
             }));
         }
@@ -282,11 +317,21 @@ fn drive<S: Split>(split: &mut S, mut input: Input, m: &Member<'_>) -> Result<Pa
     Ok(driver.into_stats())
 }
 
-/// One downstream partition: from its committed restart point, through the driver.
+/// Where a downstream partition starts.
+enum Start {
+    /// From what the group committed: its restart point, re-reading the rows of open windows
+    /// (`None`: nothing committed, the partition's start).
+    Kafka(Option<state::Committed<Downstream>>),
+    /// From the member's local checkpoint (its state restored in the job): where it was then,
+    /// with the fired bound of that epoch.
+    Cached(Position, i64),
+}
+
+/// One downstream partition, through the driver.
 fn read_downstream(
     m: &Member<'_>,
     partition: i32,
-    committed: Option<&state::Committed<Downstream>>,
+    start: Start,
     mut input: Input,
     shared: &Shared,
     reports: &crossbeam_channel::Sender<Report>,
@@ -298,19 +343,44 @@ fn read_downstream(
     } else {
         vec![i64::MIN; m.input_partitions]
     };
-    let resume = match committed {
-        Some(c) => Resume {
-            from: Some(c.offset),
-            replay_until: c.meta.next,
-            fired: c.meta.fired,
-            marks: c.meta.marks.clone(),
-        },
-        None => Resume {
-            from: None,
-            replay_until: i64::MIN,
-            fired: i64::MIN,
-            marks: fresh_marks,
-        },
+    let (resume, runs) = match start {
+        Start::Kafka(Some(c)) => (
+            Resume {
+                from: Some(c.offset),
+                replay_until: c.meta.next,
+                fired: c.meta.fired,
+                marks: c.meta.marks,
+            },
+            OpenRuns::default(),
+        ),
+        Start::Kafka(None) => (
+            Resume {
+                from: None,
+                replay_until: i64::MIN,
+                fired: i64::MIN,
+                marks: fresh_marks,
+            },
+            OpenRuns::default(),
+        ),
+        Start::Cached(
+            Position::Down {
+                next,
+                marks,
+                runs,
+                floor,
+                ..
+            },
+            fired,
+        ) => (
+            Resume {
+                from: Some(next),
+                replay_until: i64::MIN,
+                fired: fired_of(fired, floor),
+                marks,
+            },
+            OpenRuns::from(runs),
+        ),
+        Start::Cached(Position::Up { .. }, _) => unreachable!("only downstream positions"),
     };
     let url = weir_io::kafka::KafkaUrl {
         brokers: cfg.from.brokers.clone(),
@@ -331,7 +401,7 @@ fn read_downstream(
             buf: Vec::with_capacity(1 << 20),
             run_first: 0,
             max_ts: least,
-            runs: OpenRuns::default(),
+            runs,
             resume,
         };
         drive(&mut split, input, m)?
@@ -351,7 +421,7 @@ fn read_downstream(
             records: Vec::new(),
             at: 0,
             batches: Vec::new(),
-            runs: OpenRuns::default(),
+            runs,
         };
         drive(&mut split, input, m)?
     };
@@ -374,6 +444,7 @@ fn commit_offsets(
     from_topic: &str,
     down_topic: &str,
     ends: Option<&JobEnds>,
+    cache: &str,
 ) -> Vec<CommittedOffset> {
     let at: EpochPositions = serde_json::from_value(positions.clone()).expect("positions we wrote");
     let mut out: Vec<CommittedOffset> = at
@@ -400,10 +471,12 @@ fn commit_offsets(
                 next,
                 marks,
                 runs,
+                floor,
                 ended,
                 ..
             } => {
-                let (from, marks) = restart_point(runs, at.fired, *next, marks);
+                let fired = fired_of(at.fired, *floor);
+                let (from, marks) = restart_point(runs, fired, *next, marks);
                 state::offset_of(
                     down_topic,
                     *partition,
@@ -411,9 +484,10 @@ fn commit_offsets(
                     &Downstream {
                         epoch: at.epoch,
                         next: *next,
-                        fired: at.fired,
+                        fired,
                         marks,
                         ended: *ended,
+                        cache: cache.to_owned(),
                     },
                 )
             }
@@ -526,6 +600,56 @@ impl BarrierSource for MemberBarriers<'_> {
             self.readers
         )
     }
+}
+
+/// The member's local checkpoint to restore its downstream partitions from, with the positions
+/// it recorded: only when the group's last commit of every one of them was this member's, of
+/// that checkpoint (its manifest hash), and the checkpoint holds exactly these partitions.
+/// Anything else (another member committed since, a damaged or missing checkpoint, another
+/// share of partitions) is resumed from Kafka.
+fn cached(
+    m: &Member<'_>,
+    store: &mut CheckpointStore,
+    asg: &Assignment,
+    down_state: &[Option<state::Committed<Downstream>>],
+) -> Result<Option<(crate::checkpointed::store::Restored, EpochPositions)>> {
+    let Some(Some(first)) = down_state.first() else {
+        return Ok(None);
+    };
+    let (epoch, key) = (first.meta.epoch, first.meta.cache.clone());
+    let Some(manifest) = key
+        .strip_prefix(&m.member_id)
+        .and_then(|k| k.strip_prefix('/'))
+    else {
+        return Ok(None);
+    };
+    let same = |c: &Option<state::Committed<Downstream>>| {
+        c.as_ref()
+            .is_some_and(|c| c.meta.cache == key && c.meta.epoch == epoch)
+    };
+    if !down_state.iter().all(same) || !store.epochs()?.contains(&epoch) {
+        return Ok(None);
+    }
+    store.continue_after(epoch)?;
+    let Ok(found) = store.latest_valid(&identity(m), "", |_| Ok(())) else {
+        return Ok(None);
+    };
+    let Some(r) = found
+        .checkpoint
+        .filter(|r| r.epoch == epoch && !r.is_final && r.manifest_hash() == manifest)
+    else {
+        return Ok(None);
+    };
+    let Ok(at) = serde_json::from_value::<EpochPositions>(r.sources.clone()) else {
+        return Ok(None);
+    };
+    let held: Vec<i32> = at
+        .positions
+        .iter()
+        .filter(|p| !p.partition().0)
+        .map(|p| p.partition().1)
+        .collect();
+    Ok((held == asg.downstream).then_some((r, at)))
 }
 
 /// The identity of a member's local checkpoints.

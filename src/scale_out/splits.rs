@@ -121,6 +121,9 @@ pub(super) enum Position {
         marks: Vec<i64>,
         /// Runs of records with rows of windows that may be open.
         runs: Vec<OpenRun>,
+        /// The fired bound it was restored with: its windows up to there fired in an earlier
+        /// generation (whatever this generation's workers have fired since).
+        floor: i64,
         /// It has ended.
         ended: bool,
     },
@@ -150,6 +153,12 @@ pub(super) struct OpenRuns {
     runs: VecDeque<OpenRun>,
 }
 
+impl From<Vec<OpenRun>> for OpenRuns {
+    fn from(runs: Vec<OpenRun>) -> Self {
+        Self { runs: runs.into() }
+    }
+}
+
 impl OpenRuns {
     fn record(&mut self, first: i64, max_end: i64, marks: &[i64]) {
         if let Some(last) = self.runs.back_mut() {
@@ -177,7 +186,14 @@ impl OpenRuns {
     }
 }
 
-/// The committed offset of a downstream partition and the event time there, given the fired
+/// The fired bound of a downstream partition: what this generation's workers fired, or more if
+/// the partition came with a higher bound from an earlier generation (its rows of windows up to
+/// there are dropped or late here: those windows have fired for good).
+pub(super) fn fired_of(generation: i64, floor: i64) -> i64 {
+    generation.max(floor)
+}
+
+/// The committed offset of a downstream partition and the event time there, given its fired
 /// bound: the first run with a window still open, or `next` if none.
 pub(super) fn restart_point(
     runs: &[OpenRun],
@@ -258,13 +274,16 @@ impl ShuffledSplit<'_> {
     }
 
     fn position(&mut self, input: &Input, ended: bool) -> Position {
-        self.runs.prune(self.shared.fired.load(Ordering::Acquire));
+        let floor = self.resume.fired;
+        let fired = fired_of(self.shared.fired.load(Ordering::Acquire), floor);
+        self.runs.prune(fired);
         Position::Down {
             partition: self.reader.partition(),
             next: self.next_offset(),
             watermark: input.watermark(),
             marks: self.marks.clone(),
             runs: self.runs.to_vec(),
+            floor,
             ended,
         }
     }
@@ -379,13 +398,16 @@ pub(super) struct KeyedSplit<'a> {
 
 impl KeyedSplit<'_> {
     fn position(&mut self, input: &Input, ended: bool) -> Position {
-        self.runs.prune(self.shared.fired.load(Ordering::Acquire));
+        let floor = self.resume.fired;
+        let fired = fired_of(self.shared.fired.load(Ordering::Acquire), floor);
+        self.runs.prune(fired);
         Position::Down {
             partition: self.reader.partition(),
             next: self.reader.position(),
             watermark: input.watermark(),
             marks: vec![self.max_ts],
             runs: self.runs.to_vec(),
+            floor,
             ended,
         }
     }

@@ -54,6 +54,11 @@ pub struct Downstream {
     pub marks: Vec<i64>,
     /// It has ended (every upstream partition ended, or the input reached its end offset).
     pub ended: bool,
+    /// `MEMBER/MANIFEST`: the member that committed it and the manifest hash of that member's
+    /// local checkpoint of the same epoch, which the member may restore instead of re-reading
+    /// the partition (its local cache).
+    #[serde(default)]
+    pub cache: String,
 }
 
 impl Downstream {

@@ -95,8 +95,9 @@ pub enum OffsetsOf {
     },
 }
 
-/// How a scale-out member turns an epoch's positions into the offsets it commits.
-pub type MemberOffsets = Box<dyn FnMut(&serde_json::Value) -> Vec<CommittedOffset> + Send>;
+/// How a scale-out member turns an epoch's positions, and the hash of its local checkpoint's
+/// manifest, into the offsets it commits.
+pub type MemberOffsets = Box<dyn FnMut(&serde_json::Value, &str) -> Vec<CommittedOffset> + Send>;
 
 /// The epoch whose transaction is open: a thread that sends records into the transactions of
 /// a member of a scale-out job (its shuffle) waits here after each barrier until the next
@@ -234,7 +235,7 @@ impl TwoPhaseSink for KafkaCommitter {
                     .collect()
             }
             OffsetsOf::Progress(None) => Vec::new(),
-            OffsetsOf::Member { offsets, .. } => offsets(positions),
+            OffsetsOf::Member { offsets, .. } => offsets(positions, manifest),
         };
         let stopped = || Error::Stopped("the job or its sink failed");
         self.commits
